@@ -1,0 +1,65 @@
+"""FaceTemplate: the mesh topology every face shares (polygons with quads kept, UV seams, regions)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceTemplate:
+    """Topology and UV layout of a face mesh; vertices live elsewhere (one array per face).
+
+    Polygons are stored flat, as Blender's `foreach_set` wants them: `polygon_sizes[i]` corners for
+    polygon i, whose vertex and UV indices follow in `polygon_vertices` / `polygon_uv_indices`.
+    """
+
+    num_vertices: int
+    polygon_sizes: np.ndarray  # (P,) int32, 3 or 4
+    polygon_vertices: np.ndarray  # (sum sizes,) int32
+    polygon_uv_indices: np.ndarray  # (sum sizes,) int32, index into uvs
+    uvs: np.ndarray  # (U, 2) float32
+    region_names: tuple[str, ...] = ()
+    region_vertex_ranges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    region_polygon_ranges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    units: str = "cm"
+
+    def __post_init__(self):
+        if len(self.polygon_vertices) != int(self.polygon_sizes.sum()):
+            raise ValueError(
+                f"polygon_vertices has {len(self.polygon_vertices)} corners, polygon_sizes add up to "
+                f"{int(self.polygon_sizes.sum())}")
+        if len(self.polygon_uv_indices) != len(self.polygon_vertices):
+            raise ValueError("polygon_uv_indices must have one entry per polygon corner")
+        if len(self.polygon_vertices) and (self.polygon_vertices.min() < 0
+                                           or self.polygon_vertices.max() >= self.num_vertices):
+            raise ValueError(f"polygon_vertices index outside [0, {self.num_vertices})")
+
+    @property
+    def num_polygons(self) -> int:
+        return len(self.polygon_sizes)
+
+    @property
+    def polygon_starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.polygon_sizes)[:-1]]).astype(np.int64)
+
+    def region_polygons(self, name: str) -> np.ndarray:
+        """Indices of the polygons of one region (e.g. 'face')."""
+        start, stop = self.region_polygon_ranges[self.region_names.index(name)]
+        return np.arange(start, stop)
+
+    def region_vertices(self, name: str) -> np.ndarray:
+        start, stop = self.region_vertex_ranges[self.region_names.index(name)]
+        return np.arange(start, stop)
+
+    def triangles(self, polygons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Fan-triangulate polygons (all, or the given indices): (T, 3) vertex and (T, 3) UV indices."""
+        sizes = self.polygon_sizes if polygons is None else self.polygon_sizes[polygons]
+        starts = self.polygon_starts if polygons is None else self.polygon_starts[polygons]
+        tri_v, tri_uv = [], []
+        for fan in range(1, int(sizes.max(initial=3)) - 1):  # triangle (0, fan, fan+1) needs fan+2 corners
+            sel = sizes >= fan + 2
+            corners = starts[sel][:, None] + np.array([0, fan, fan + 1])
+            tri_v.append(self.polygon_vertices[corners])
+            tri_uv.append(self.polygon_uv_indices[corners])
+        return np.concatenate(tri_v).astype(np.int64), np.concatenate(tri_uv).astype(np.int64)

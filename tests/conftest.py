@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from train.config import data_config, load_config
+from train.data.ict import load_ict_model
+
+
+@pytest.fixture(scope="session")
+def ict():
+    return load_ict_model()
+
+
+def tiny_config_dict(**facescape) -> dict:
+    """A config small enough for tests: a few identities, 32 px textures."""
+    return {"name": "tiny", "data": {
+        "seed": 3, "style": {},
+        "facescape": {"num_identities": 5, "split": [0.6, 0.2, 0.2], "texture_resolution": 32,
+                      "store_textures": True, **facescape},
+        "bp4d": {"num_identities": 3, "frames_per_task": 2, "split": [0.34, 0.33, 0.33], "texture_resolution": 32,
+                 "store_textures": True}}}
+
+
+@pytest.fixture
+def tiny_config_path(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(tiny_config_dict()))
+    return path
+
+
+@pytest.fixture
+def tiny_cfg(tiny_config_path):
+    return data_config(load_config(tiny_config_path))

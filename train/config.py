@@ -1,0 +1,119 @@
+"""Configs are small JSON files under configs/, one per model size; this reads and checks them."""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+from train.data.face_synth import StyleConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """'quick' -> configs/quick.json; a path is taken as it is."""
+    p = Path(name_or_path)
+    if p.suffix == ".json" or p.exists():
+        return p
+    return CONFIG_DIR / f"{name_or_path}.json"
+
+
+def load_config(name_or_path: str | Path) -> dict:
+    path = config_path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.json")))
+        raise ConfigError(f"config {name_or_path!r} not found at {path}; known configs: {known}")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise ConfigError(f"{path}: expected a JSON object with a 'name' field")
+    cfg["_path"] = str(path)
+    return cfg
+
+
+def _section(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+    missing = [n for n, f in names.items() if n not in data and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing field(s) {missing}")
+    for n, f in names.items():
+        expected = {"int": int, "bool": bool, "list": list}[f.type]
+        value = data[n]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{n}: expected {f.type}, got {value!r}")
+    obj = cls(**data)
+    obj.check(where)
+    return obj
+
+
+def _check_split(split, where: str, num_identities: int) -> None:
+    if (not isinstance(split, list) or len(split) != 3 or any(not isinstance(x, (int, float)) or x < 0 for x in split)
+            or abs(sum(split) - 1) > 1e-6):
+        raise ConfigError(f"{where}.split: expected [train, val, test] fractions adding up to 1, got {split!r}")
+    if num_identities < 3:
+        raise ConfigError(f"{where}.num_identities: need at least 3 (one per split), got {num_identities}")
+
+
+@dataclass(frozen=True)
+class FaceScapeSetConfig:
+    num_identities: int
+    split: list
+    texture_resolution: int
+    store_textures: bool
+
+    def check(self, where: str) -> None:
+        _check_split(self.split, where, self.num_identities)
+        if self.texture_resolution not in (16, 32, 64, 128, 256, 512):
+            raise ConfigError(f"{where}.texture_resolution: expected a power of two in 16..512, "
+                              f"got {self.texture_resolution}")
+
+
+@dataclass(frozen=True)
+class BP4DSetConfig:
+    num_identities: int
+    frames_per_task: int
+    split: list
+    texture_resolution: int
+    store_textures: bool
+
+    def check(self, where: str) -> None:
+        FaceScapeSetConfig.check(self, where)  # same split and resolution rules
+        if self.frames_per_task < 1:
+            raise ConfigError(f"{where}.frames_per_task: expected >= 1, got {self.frames_per_task}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    config_name: str
+    seed: int
+    style: StyleConfig
+    facescape: FaceScapeSetConfig
+    bp4d: BP4DSetConfig
+
+
+def data_config(cfg: dict) -> DataConfig:
+    where = f"{cfg.get('_path', cfg['name'])}: data"
+    d = cfg.get("data")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: section missing")
+    for key in ("seed", "facescape", "bp4d"):
+        if key not in d:
+            raise ConfigError(f"{where}.{key}: missing")
+    try:
+        style = StyleConfig.from_dict(d.get("style", {}))
+    except KeyError as e:
+        raise ConfigError(f"{where}.style: {e.args[0]}") from None
+    return DataConfig(cfg["name"], int(d["seed"]), style,
+                      _section(FaceScapeSetConfig, d["facescape"], f"{where}.facescape"),
+                      _section(BP4DSetConfig, d["bp4d"], f"{where}.bp4d"))

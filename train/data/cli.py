@@ -1,0 +1,119 @@
+"""`python -m train data ...`: build, look at, measure and export the data sets."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from core.atomic import write_text_atomic
+
+SETS = ("facescape", "bp4d")
+
+
+def output_root(config_name: str) -> Path:
+    return Path("outputs") / config_name
+
+
+def set_dir(config_name: str, kind: str, out: str | None = None) -> Path:
+    return Path(out) / kind if out else output_root(config_name) / "data" / kind
+
+
+def add_parser(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build, preview, measure and export the data sets")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    def with_config(p):
+        p.add_argument("--config", default="quick", help="configs/NAME.json or a path (default: quick)")
+        return p
+
+    b = with_config(sub.add_parser("build", help="build the synthetic sets to memory-mapped files"))
+    b.add_argument("--set", choices=SETS + ("all",), default="all")
+    b.add_argument("--out", help="folder for the sets (default: outputs/CONFIG/data)")
+    b.add_argument("--force", action="store_true", help="rebuild even when an up-to-date set exists")
+
+    p = with_config(sub.add_parser("preview", help="write PNG contact sheets of the data"))
+    p.add_argument("--set", choices=SETS + ("all",), default="all")
+    p.add_argument("--identities", type=int, nargs="+", default=[0, 1, 2], help="identity indices to show")
+    p.add_argument("--out", help="folder for the PNGs (default: outputs/CONFIG/preview)")
+
+    m = with_config(sub.add_parser("linearity", help="measure what a linear model misses on held-out identities"))
+    m.add_argument("--out", help="markdown report path (default: outputs/CONFIG/data/linearity.md)")
+
+    e = with_config(sub.add_parser("export", help="write a synthetic set in the FaceScape or BP4D folder layout"))
+    e.add_argument("--set", choices=SETS, required=True)
+    e.add_argument("--out", required=True, help="root folder of the layout (must be empty or absent)")
+    e.add_argument("--identities", type=int, help="export only the first N identities")
+
+    c = sub.add_parser("convert-ict", help="build the ICT-FaceKit npz from a clone's FaceXModel/ folder")
+    c.add_argument("folder")
+    c.add_argument("--out", required=True)
+    c.add_argument("--allow-partial", action="store_true")
+
+
+def _data_config(name: str):
+    from train.config import data_config, load_config
+    return data_config(load_config(name))
+
+
+def run(args) -> int:
+    if args.data_command == "convert-ict":
+        from train.data.ict_convert import main as convert_main
+        return convert_main([args.folder, "--out", args.out] + (["--allow-partial"] if args.allow_partial else []))
+    cfg = _data_config(args.config)
+    kinds = SETS if getattr(args, "set", "all") == "all" else (args.set,)
+    if args.data_command == "build":
+        from train.data.synthetic_sets import build_set
+        for kind in kinds:
+            path = build_set(kind, cfg, set_dir(cfg.config_name, kind, args.out), force=args.force)
+            print(f"{kind}-like set: {path}")
+    elif args.data_command == "preview":
+        from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet
+        from train.data.synthetic_sets import synthetic_set
+        out = Path(args.out) if args.out else output_root(cfg.config_name) / "preview"
+        for kind in kinds:
+            source = synthetic_set(kind, cfg)
+            bad = [i for i in args.identities if not 0 <= i < source.num_identities]
+            if bad:
+                raise SystemExit(f"--identities {bad}: the {kind} set of config {cfg.config_name!r} has identities "
+                                 f"0..{source.num_identities - 1}")
+            if kind == "facescape":
+                print(f"contact sheet: {facescape_sheet(source, out / 'facescape_sheet.png', args.identities)}")
+                print(f"intensity sweep: {sweep_sheet(source, out / 'facescape_sweep.png', args.identities[0])}")
+            else:
+                print(f"contact sheet: {bp4d_sheet(source, out / 'bp4d_sheet.png', args.identities)}")
+    elif args.data_command == "linearity":
+        from train.data.linearity import measure_against_linear, report_json, report_markdown
+        out = Path(args.out) if args.out else output_root(cfg.config_name) / "data" / "linearity.md"
+        styled, linear = measure_against_linear(cfg)
+        command = "python -m train data linearity --config " + shlex.quote(args.config)
+        write_text_atomic(out, report_markdown(styled, linear, command))
+        write_text_atomic(out.with_suffix(".json"), report_json(styled, linear))
+        print(report_markdown(styled, linear, command))
+        print(f"report: {out}")
+    elif args.data_command == "export":
+        import dataclasses
+
+        from train.data.synthetic_sets import synthetic_set
+        if args.identities is not None:
+            # Identity i depends only on (seed, i), so a smaller set holds the same first identities.
+            set_cfg = getattr(cfg, args.set)
+            if not 3 <= args.identities <= set_cfg.num_identities:
+                raise SystemExit(f"--identities {args.identities}: expected 3..{set_cfg.num_identities}")
+            cfg = dataclasses.replace(cfg, **{args.set: dataclasses.replace(set_cfg, num_identities=args.identities)})
+        source = synthetic_set(args.set, cfg)
+        if args.set == "facescape":
+            from train.data.facescape import export_facescape_layout
+            path = export_facescape_layout(source, args.out)
+        else:
+            from train.data.bp4d import export_bp4d_layout
+            path = export_bp4d_layout(source, args.out)
+        print(f"{args.set} layout: {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train data")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["data"] + list(sys.argv[1:] if argv is None else argv))
+    return run(args)

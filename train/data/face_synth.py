@@ -1,0 +1,175 @@
+"""Synthetic faces with ground truth at any intensity: ICT identities, expressions that are not linear blendshapes.
+
+Two departures from ICT's linear model make the data worth learning (measured by `train data linearity`):
+
+(a) Identity-specific expression style. Each identity performs each expression (or action unit) its own way:
+    - gain: log-normal per (identity, expression), times a smooth function of the face shape
+      (1 + c * tanh(identity_weights . u_expression)), so broad and narrow faces smile differently;
+    - mixing: each ICT shape of the recipe gets its own per-identity factor;
+    - asymmetry: _L and _R shapes are scaled by (1 + a) and (1 - a);
+    - size transfer: expression offsets scale with the identity's face size (ICT's blendshapes are one size);
+    - response curve: the blendshape weight at intensity alpha is alpha ** gamma, gamma per (identity, expression).
+(b) Nonlinearity in intensity. Besides alpha ** gamma, the jaw shapes are a rigid screw motion about a hinge
+    (see jaw.py): the chin follows an arc, and the hinge moves with the identity's face shape.
+
+Everything is a pure function of (seed, identity index, expression key, intensity): the same call gives the same
+mesh on any machine, and intensities the training set never holds (0.5, 2) have exact ground truth.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, fields
+from functools import cached_property
+
+import numpy as np
+
+from train.data.expressions import JAW_SHAPES, validate_recipes
+from train.data.ict import ICTFaceModel
+from train.data.jaw import JawRig, apply_jaw, fit_jaw_rig
+
+# Random streams, so adding a draw to one never changes the others.
+_STREAM_IDENTITY, _STREAM_STYLE, _STREAM_KEY_DIRECTION = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    gain_sigma: float = 0.15
+    shape_gain_coupling: float = 0.2
+    component_sigma: float = 0.12
+    asymmetry_sigma: float = 0.12
+    curvature_sigma: float = 0.15
+    size_transfer: bool = True
+    jaw_hinge: bool = True
+
+    @classmethod
+    def linear(cls) -> "StyleConfig":
+        """ICT's own linear model: every identity shares every blendshape; for checks and baselines."""
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, False, False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StyleConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise KeyError(f"style config: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def key_seed(key: str) -> int:
+    """A stable integer for an expression or AU name (Python's hash() is salted per process)."""
+    return zlib.crc32(key.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class SyntheticIdentity:
+    index: int
+    weights: np.ndarray  # (n_modes,) ICT identity weights ~ N(0, I)
+    neutral: np.ndarray  # (V, 3) cm
+    size_scale: float  # face size relative to ICT's neutral
+    hinge_offset: np.ndarray  # (3,) cm: where this identity's jaw hinge sits relative to ICT's
+
+
+@dataclass(frozen=True)
+class ExpressionStyle:
+    """How one identity performs one expression or action unit."""
+
+    gain: float
+    gamma: float
+    asymmetry: float
+    component_factors: dict[str, float]
+
+
+class FaceSynthesizer:
+    """Meshes of synthetic identities performing recipes (ICT shape -> weight) at any intensity."""
+
+    def __init__(self, ict: ICTFaceModel, style: StyleConfig = StyleConfig(), seed: int = 0, identity_modes: int = 100):
+        validate_recipes(ict.expression_names)
+        self.ict = ict
+        self.style = style
+        self.seed = int(seed)
+        self.identity_modes = min(int(identity_modes), ict.num_identity_modes)
+        self._face_vertices = ict.template.region_vertices("face")
+        self._reference_size = self._face_size(ict.neutral)
+        self._jaw_index = {name: ict.expression_index(name) for name in JAW_SHAPES}
+        # Blendshapes applied linearly; when the jaw is hinged its shapes leave this basis.
+        self._linear_shapes = [i for i, n in enumerate(ict.expression_names)
+                               if not (style.jaw_hinge and n in self._jaw_index)]
+        self._linear_basis = ict.expression_basis[self._linear_shapes].reshape(len(self._linear_shapes), -1)
+
+    @cached_property
+    def jaw_rigs(self) -> dict[str, JawRig]:
+        teeth = self.ict.template.region_vertices("teeth")
+        return {n: fit_jaw_rig(n, self.ict.neutral, self.ict.expression_basis[i], teeth)
+                for n, i in self._jaw_index.items()}
+
+    def _rng(self, *stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, *stream])
+
+    def _face_size(self, vertices: np.ndarray) -> float:
+        face = vertices[self._face_vertices]
+        return float(np.sqrt(((face - face.mean(0)) ** 2).sum(1).mean()))
+
+    def identity(self, index: int) -> SyntheticIdentity:
+        weights = self._rng(_STREAM_IDENTITY, index).standard_normal(self.identity_modes).astype(np.float32)
+        neutral = self.ict.identity_shape(weights)
+        size_scale = self._face_size(neutral) / self._reference_size if self.style.size_transfer else 1.0
+        if self.style.jaw_hinge:
+            rigid = self.jaw_rigs["jawOpen"].rigid_vertices
+            hinge_offset = (neutral[rigid] - self.ict.neutral[rigid]).mean(0).astype(np.float64)
+        else:
+            hinge_offset = np.zeros(3)
+        return SyntheticIdentity(index, weights, neutral, size_scale, hinge_offset)
+
+    def expression_style(self, identity: SyntheticIdentity, key: str, recipe: dict[str, float]) -> ExpressionStyle:
+        s = self.style
+        rng = self._rng(_STREAM_STYLE, identity.index, key_seed(key))
+        draws = rng.standard_normal(4 + len(recipe))
+        direction = np.random.default_rng([self.seed, _STREAM_KEY_DIRECTION, key_seed(key)]).standard_normal(
+            len(identity.weights))
+        direction /= np.linalg.norm(direction)
+        shape_term = 1.0 + s.shape_gain_coupling * np.tanh(float(identity.weights @ direction))
+        gain = float(np.exp(s.gain_sigma * draws[0]) * shape_term)
+        gamma = float(np.exp(s.curvature_sigma * draws[1]))
+        asymmetry = float(np.clip(s.asymmetry_sigma * draws[2], -0.5, 0.5))
+        factors = {name: float(np.exp(s.component_sigma * d)) for name, d in zip(sorted(recipe), draws[4:])}
+        return ExpressionStyle(gain, gamma, asymmetry, factors)
+
+    def shape_weights(self, identity: SyntheticIdentity, key: str, recipe: dict[str, float], intensity: float
+                      ) -> np.ndarray:
+        """(53,) ICT shape weights this identity uses for `key` at `intensity` (0 neutral, 1 labelled, >1 more)."""
+        if intensity < 0:
+            raise ValueError(f"intensity must be >= 0, got {intensity} for {key!r}")
+        w = np.zeros(len(self.ict.expression_names), np.float64)
+        if intensity == 0 or not recipe:
+            return w
+        st = self.expression_style(identity, key, recipe)
+        response = intensity ** st.gamma
+        for name, base in recipe.items():
+            side = 1 + st.asymmetry if name.endswith("_L") else 1 - st.asymmetry if name.endswith("_R") else 1.0
+            w[self.ict.expression_index(name)] += base * st.component_factors[name] * st.gain * side * response
+        return w
+
+    def mesh_from_weights(self, identity: SyntheticIdentity, weights: np.ndarray) -> np.ndarray:
+        """Vertices (V, 3) for ICT shape weights (K, 53) -> (K, V, 3) or (53,) -> (V, 3)."""
+        weights = np.asarray(weights, np.float64)
+        single = weights.ndim == 1
+        weights = np.atleast_2d(weights)
+        offsets = (weights[:, self._linear_shapes].astype(np.float32) @ self._linear_basis).reshape(
+            len(weights), -1, 3)
+        meshes = identity.neutral[None] + identity.size_scale * offsets
+        if self.style.jaw_hinge:
+            rigs = [self.jaw_rigs[n] for n in JAW_SHAPES]
+            for k in range(len(meshes)):
+                amounts = [float(weights[k, self._jaw_index[n]]) for n in JAW_SHAPES]
+                if any(amounts):
+                    meshes[k] = apply_jaw(meshes[k], rigs, amounts, identity.hinge_offset)
+        return meshes[0] if single else meshes
+
+    def mesh(self, identity: SyntheticIdentity, parts: list[tuple[str, dict[str, float], float]]) -> np.ndarray:
+        """One mesh for a list of (key, recipe, intensity): one holistic expression, or several AUs at once."""
+        weights = sum((self.shape_weights(identity, k, r, a) for k, r, a in parts),
+                      np.zeros(len(self.ict.expression_names)))
+        return self.mesh_from_weights(identity, weights)

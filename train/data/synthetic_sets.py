@@ -1,0 +1,354 @@
+"""The synthetic FaceScape-like and BP4D-like sets: generated on the fly, or built once to memory-mapped files.
+
+On the fly (`SyntheticFaceScape`, `SyntheticBP4D`): any mesh at any intensity, ground truth included.
+Built (`build_set`): the training intensities only, as FaceScape and BP4D hold them, in a folder
+
+    meta.json             what was built, from which config, splits by identity, array shapes
+    vertices.npy          (N_id, N_exp, V, 3) or (N_frames, V, 3) float32, cm, memory-mapped
+    identity_weights.npy  (N_id, 100) the ICT identity weights of each identity
+    textures.npy          (..., R, R, 3) uint8 frontal UV crops (when the config stores textures)
+    template.npz          topology and UVs (the set is readable without the ICT npz)
+    template_texture.png  mean neutral albedo of the training identities over the whole UV tile
+    template_crop.png     the same over the frontal crop the texture model trains on
+
+The folder appears complete or not at all (built under a temporary name, then renamed), and a second build
+with the same config reuses it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from core.atomic import atomic_path, write_text_atomic
+from core.template import FaceTemplate
+from train.config import DataConfig
+from train.data.expressions import (AU_MAX_INTENSITY, AU_NAMES, AU_RECIPES, AU_TASK_PROTOTYPES, EXPRESSION_RECIPES,
+                                    FACESCAPE_EXPRESSIONS)
+from train.data.face_synth import FaceSynthesizer, SyntheticIdentity
+from train.data.ict import ICTFaceModel, ict_npz_path, load_ict_model
+from train.data.textures import TextureSynthesizer
+
+TILE_RESOLUTION = 512  # whole-UV-tile textures (exports, renders); the config's resolution is the crop's
+GENERATOR_VERSION = 2  # bump when generated data changes, so stale built sets are rebuilt
+SPLITS = ("train", "val", "test")
+_STREAM_SPLIT, _STREAM_FRAMES = 20, 21
+
+
+def split_identities(num_identities: int, fractions, seed: int) -> dict[str, np.ndarray]:
+    """Disjoint identity indices per split; every split gets at least one identity."""
+    order = np.random.default_rng([seed, _STREAM_SPLIT, num_identities]).permutation(num_identities)
+    n_val = max(1, int(round(fractions[1] * num_identities)))
+    n_test = max(1, int(round(fractions[2] * num_identities)))
+    n_train = num_identities - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"split {fractions} of {num_identities} identities leaves no training identity")
+    cuts = np.split(order, [n_train, n_train + n_val])
+    return {name: np.sort(idx) for name, idx in zip(SPLITS, cuts)}
+
+
+class _Synthetic:
+    """What both synthetic sets share: the ICT model, the shape and texture synthesizers, splits by identity."""
+
+    # Offset of this set's people in the random streams: the BP4D-like subjects are other people than the
+    # FaceScape-like identities with the same index.
+    person_offset = 0
+
+    def __init__(self, cfg: DataConfig, set_cfg, ict: ICTFaceModel | None):
+        self.ict = ict or load_ict_model()
+        self.cfg, self.set_cfg = cfg, set_cfg
+        self.template: FaceTemplate = self.ict.template
+        self.shapes = FaceSynthesizer(self.ict, cfg.style, seed=cfg.seed)
+        self.textures = TextureSynthesizer(self.ict, seed=cfg.seed)
+        self.num_identities = set_cfg.num_identities
+        self.splits = split_identities(self.num_identities, set_cfg.split, cfg.seed)
+        self.identity = lru_cache(maxsize=64)(lambda i: self.shapes.identity(i + self.person_offset))
+
+    def skin(self, identity: int):
+        return self.textures.skin(identity + self.person_offset)
+
+    def _texture(self, identity: int, mesh: np.ndarray, resolution: int | None, window: str) -> np.ndarray:
+        if resolution is None:
+            resolution = self.set_cfg.texture_resolution if window == "crop" else TILE_RESOLUTION
+        return self.textures.texture(identity + self.person_offset, self.identity(identity).neutral, mesh,
+                                     resolution, window)
+
+    def template_texture(self, resolution: int, window: str = "tile") -> np.ndarray:
+        """Mean neutral albedo over the training identities."""
+        acc = np.zeros((resolution, resolution, 3))
+        for i in self.splits["train"]:
+            acc += self._texture(int(i), None, resolution, window)
+        return np.round(acc / len(self.splits["train"])).astype(np.uint8)
+
+
+class SyntheticFaceScape(_Synthetic):
+    """FaceScape-like set, generated on the fly: identities x the 20 FaceScape expressions, at any intensity."""
+
+    def __init__(self, cfg: DataConfig, ict: ICTFaceModel | None = None):
+        super().__init__(cfg, cfg.facescape, ict)
+        self.identity_ids = [str(i + 1) for i in range(self.num_identities)]
+        self.expression_names = FACESCAPE_EXPRESSIONS
+
+    def _expression(self, expression: int | str) -> str:
+        if isinstance(expression, str):
+            if expression not in EXPRESSION_RECIPES:
+                raise KeyError(f"unknown expression {expression!r}; expected one of {', '.join(FACESCAPE_EXPRESSIONS)}")
+            return expression
+        return self.expression_names[expression]
+
+    def _check_identity(self, identity: int) -> SyntheticIdentity:
+        if not 0 <= identity < self.num_identities:
+            raise IndexError(f"identity {identity} outside [0, {self.num_identities})")
+        return self.identity(int(identity))
+
+    def mesh(self, identity: int, expression: int | str, intensity: float = 1.0) -> np.ndarray:
+        """(V, 3) cm. intensity 0 = neutral, 1 = the labelled expression, > 1 exaggerated (ground truth too)."""
+        name = self._expression(expression)
+        return self.shapes.mesh(self._check_identity(identity), [(name, EXPRESSION_RECIPES[name], float(intensity))])
+
+    def meshes(self, identity: int, intensity: float = 1.0) -> np.ndarray:
+        """(20, V, 3): every expression of one identity, in one batched call."""
+        ident = self._check_identity(identity)
+        weights = np.stack([self.shapes.shape_weights(ident, n, EXPRESSION_RECIPES[n], intensity)
+                            for n in self.expression_names])
+        return self.shapes.mesh_from_weights(ident, weights)
+
+    def texture(self, identity: int, expression: int | str, intensity: float = 1.0, resolution: int | None = None,
+                window: str = "tile", mesh: np.ndarray | None = None) -> np.ndarray:
+        """Albedo of the whole UV tile (window='tile') or of the frontal crop the texture model trains on."""
+        if mesh is None:
+            mesh = self.mesh(identity, expression, intensity)
+        return self._texture(identity, mesh, resolution, window)
+
+
+class SyntheticBP4D(_Synthetic):
+    """BP4D-like set, generated on the fly: per identity the eight BP4D tasks, each a sequence of frames in which
+    the task's co-occurring action units rise and fall together (integer intensities 0..5, as BP4D labels them),
+    with an occasional spurious action unit."""
+
+    person_offset = 1_000_000
+
+    def __init__(self, cfg: DataConfig, ict: ICTFaceModel | None = None):
+        super().__init__(cfg, cfg.bp4d, ict)
+        self.au_names = AU_NAMES
+        frames = cfg.bp4d.frames_per_task
+        tasks = list(AU_TASK_PROTOTYPES)
+        n = self.num_identities * len(tasks) * frames
+        self.frame_identity = np.repeat(np.arange(self.num_identities), len(tasks) * frames)
+        self.frame_subjects = [f"S{i + 1:03d}" for i in self.frame_identity]
+        self.frame_tasks = [tasks[(k // frames) % len(tasks)] for k in range(n)]
+        self.frame_numbers = np.tile(np.arange(frames), self.num_identities * len(tasks))
+        self.au_intensities = self._draw_intensities(tasks, frames)
+
+    def _draw_intensities(self, tasks, frames) -> np.ndarray:
+        out = np.zeros((self.num_identities, len(tasks), frames, len(AU_NAMES)), np.float32)
+        envelope = np.sin(np.pi * (np.arange(frames) + 0.5) / frames)  # onset, apex, offset
+        for i in range(self.num_identities):
+            for t, task in enumerate(tasks):
+                rng = np.random.default_rng([self.cfg.seed, _STREAM_FRAMES, i, t])
+                peak = rng.uniform(2.5, AU_MAX_INTENSITY + 0.5)
+                for au in AU_TASK_PROTOTYPES[task]:
+                    out[i, t, :, AU_NAMES.index(au)] = peak * rng.uniform(0.6, 1.15) * envelope
+                spurious = rng.random(frames) < 0.15
+                out[i, t, spurious, rng.integers(len(AU_NAMES), size=spurious.sum())] += rng.uniform(1, 2.5,
+                                                                                             spurious.sum())
+        return np.clip(np.round(out), 0, AU_MAX_INTENSITY).reshape(-1, len(AU_NAMES))
+
+    def __len__(self) -> int:
+        return len(self.au_intensities)
+
+    def mesh_for(self, identity: int, au_intensities: dict[str, float] | np.ndarray) -> np.ndarray:
+        """Any identity with any action-unit intensities (0..5, beyond 5 extrapolates): ground truth for control."""
+        if not isinstance(au_intensities, dict):
+            au_intensities = dict(zip(self.au_names, np.asarray(au_intensities, float)))
+        unknown = set(au_intensities) - set(AU_RECIPES)
+        if unknown:
+            raise KeyError(f"unknown action unit(s) {sorted(unknown)}; expected some of {', '.join(AU_NAMES)}")
+        parts = [(au, AU_RECIPES[au], float(v) / AU_MAX_INTENSITY) for au, v in au_intensities.items() if v > 0]
+        return self.shapes.mesh(self.identity(int(identity)), parts)
+
+    def mesh(self, frame: int) -> np.ndarray:
+        return self.mesh_for(int(self.frame_identity[frame]), self.au_intensities[frame])
+
+    def texture(self, frame: int, resolution: int | None = None, window: str = "tile",
+                mesh: np.ndarray | None = None) -> np.ndarray:
+        mesh = self.mesh(frame) if mesh is None else mesh
+        return self._texture(int(self.frame_identity[frame]), mesh, resolution, window)
+
+
+def synthetic_set(kind: str, cfg: DataConfig, ict: ICTFaceModel | None = None):
+    if kind == "facescape":
+        return SyntheticFaceScape(cfg, ict)
+    if kind == "bp4d":
+        return SyntheticBP4D(cfg, ict)
+    raise ValueError(f"unknown synthetic set {kind!r}; expected 'facescape' or 'bp4d'")
+
+
+def _build_key(kind: str, cfg: DataConfig, ict_path: str) -> dict:
+    set_cfg = cfg.facescape if kind == "facescape" else cfg.bp4d
+    return {"kind": kind, "generator_version": GENERATOR_VERSION, "seed": cfg.seed, "style": cfg.style.to_dict(),
+            "set": set_cfg.__dict__, "ict_npz": ict_path}
+
+
+def _save_template(path: Path, template: FaceTemplate) -> None:
+    with atomic_path(path) as tmp:
+        np.savez(tmp, num_vertices=template.num_vertices, polygon_sizes=template.polygon_sizes,
+                 polygon_vertices=template.polygon_vertices, polygon_uv_indices=template.polygon_uv_indices,
+                 uvs=template.uvs, region_names=np.array(template.region_names),
+                 region_vertex_ranges=template.region_vertex_ranges,
+                 region_polygon_ranges=template.region_polygon_ranges, units=template.units)
+
+
+def _load_template(path: Path) -> FaceTemplate:
+    with np.load(path, allow_pickle=False) as z:
+        return FaceTemplate(int(z["num_vertices"]), z["polygon_sizes"], z["polygon_vertices"],
+                            z["polygon_uv_indices"], z["uvs"], tuple(str(n) for n in z["region_names"]),
+                            z["region_vertex_ranges"], z["region_polygon_ranges"], str(z["units"]))
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFaceModel | None = None,
+              progress: bool = True, force: bool = False) -> Path:
+    """Build a synthetic set into out_dir (reused when already built from the same config)."""
+    out_dir = Path(out_dir)
+    ict_path = str(ict_npz_path()) if ict is None else "in-memory"
+    key = _build_key(kind, cfg, ict_path)
+    meta_path = out_dir / "meta.json"
+    if not force and meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text()).get("build_key") == json.loads(json.dumps(key)):
+                return out_dir
+        except json.JSONDecodeError:
+            pass  # a corrupt meta means rebuild
+    source = synthetic_set(kind, cfg, ict)
+    work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        meta = _write_arrays(kind, source, work, progress)
+        _save_template(work / "template.npz", source.template)
+        res = source.set_cfg.texture_resolution
+        _save_png(work / "template_texture.png", source.template_texture(2 * res, "tile"))
+        _save_png(work / "template_crop.png", source.template_texture(res, "crop"))
+        meta.update(build_key=key, splits={k: v.tolist() for k, v in source.splits.items()},
+                    texture_windows=source.textures.windows,
+                    skin_tone_bins=[source.skin(i).skin_tone_bin for i in range(source.num_identities)])
+        write_text_atomic(work / "meta.json", json.dumps(meta, indent=1))
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(work, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out_dir
+
+
+def _write_arrays(kind: str, source, work: Path, progress: bool) -> dict:
+    V = source.template.num_vertices
+    res, store = source.set_cfg.texture_resolution, source.set_cfg.store_textures
+    weights = np.stack([source.identity(i).weights for i in range(source.num_identities)])
+    np.save(work / "identity_weights.npy", weights)
+    if kind == "facescape":
+        lead = (source.num_identities, len(source.expression_names))
+        meta = {"kind": "facescape", "identity_ids": list(source.identity_ids),
+                "expression_names": list(source.expression_names)}
+    else:
+        lead = (len(source),)
+        meta = {"kind": "bp4d", "au_names": list(source.au_names), "frame_identity": source.frame_identity.tolist(),
+                "frame_subjects": source.frame_subjects, "frame_tasks": source.frame_tasks,
+                "frame_numbers": source.frame_numbers.tolist()}
+        np.save(work / "au_intensities.npy", source.au_intensities)
+    vertices = np.lib.format.open_memmap(work / "vertices.npy", "w+", np.float32, lead + (V, 3))
+    textures = (np.lib.format.open_memmap(work / "textures.npy", "w+", np.uint8, lead + (res, res, 3))
+                if store else None)
+    if kind == "facescape":
+        for i in tqdm(range(source.num_identities), desc="facescape-like identities", disable=not progress):
+            meshes = source.meshes(i)
+            vertices[i] = meshes
+            if textures is not None:
+                for e, name in enumerate(source.expression_names):
+                    textures[i, e] = source.texture(i, name, mesh=meshes[e], window="crop")
+    else:
+        for f in tqdm(range(len(source)), desc="bp4d-like frames", disable=not progress):
+            mesh = source.mesh(f)
+            vertices[f] = mesh
+            if textures is not None:
+                textures[f] = source.texture(f, mesh=mesh, window="crop")
+    vertices.flush()
+    del vertices
+    if textures is not None:
+        textures.flush()
+        del textures
+    meta.update(format_version=1, num_identities=source.num_identities, num_vertices=V, units="cm",
+                vertices_shape=list(lead + (V, 3)), textures_shape=list(lead + (res, res, 3)) if store else None,
+                texture_resolution=res)
+    return meta
+
+
+class StoredSet:
+    """A built set, memory-mapped; speaks ExpressionMeshSource (facescape) or ActionUnitFrameSource (bp4d)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: no built data set here; run `python -m train data build`")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{meta_path}: not valid JSON ({e})") from e
+        if self.meta.get("format_version") != 1:
+            raise ValueError(f"{meta_path}: format_version {self.meta.get('format_version')!r}, expected 1")
+        self.kind = self.meta["kind"]
+        self.vertices = self._open("vertices.npy", self.meta["vertices_shape"])
+        self.textures = (self._open("textures.npy", self.meta["textures_shape"])
+                         if self.meta.get("textures_shape") else None)
+        self.identity_weights = np.load(self.path / "identity_weights.npy")
+        self.template = _load_template(self.path / "template.npz")
+        self.splits = {k: np.asarray(v, np.int64) for k, v in self.meta["splits"].items()}
+        self.skin_tone_bins = np.asarray(self.meta["skin_tone_bins"])
+        if self.kind == "facescape":
+            self.identity_ids = self.meta["identity_ids"]
+            self.expression_names = tuple(self.meta["expression_names"])
+        else:
+            self.au_names = tuple(self.meta["au_names"])
+            self.frame_identity = np.asarray(self.meta["frame_identity"])
+            self.frame_subjects = self.meta["frame_subjects"]
+            self.frame_tasks = self.meta["frame_tasks"]
+            self.frame_numbers = np.asarray(self.meta["frame_numbers"])
+            self.au_intensities = np.load(self.path / "au_intensities.npy")
+
+    def _open(self, name: str, shape) -> np.ndarray:
+        arr = np.load(self.path / name, mmap_mode="r")
+        if list(arr.shape) != list(shape):
+            raise ValueError(f"{self.path / name}: shape {arr.shape}, meta.json says {tuple(shape)}")
+        return arr
+
+    def __len__(self) -> int:
+        return len(self.vertices)
+
+    def mesh(self, *index: int) -> np.ndarray:
+        return np.asarray(self.vertices[index])
+
+    def texture(self, *index: int) -> None:
+        """Whole-tile textures are not stored (only the training crops): export from the on-the-fly set."""
+        return None
+
+    def crop(self, *index: int) -> np.ndarray | None:
+        """The stored frontal UV crop, (R, R, 3) uint8, or None when the config did not store textures."""
+        return None if self.textures is None else np.asarray(self.textures[index])
+
+    def template_texture(self, window: str = "tile") -> np.ndarray:
+        name = {"tile": "template_texture.png", "crop": "template_crop.png"}[window]
+        return np.asarray(Image.open(self.path / name).convert("RGB"))
