@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import write_text_atomic
+from .atomic import write_text_atomic
 
 
 class ObjError(ValueError):
