@@ -80,15 +80,11 @@ class FaceScapeSetConfig:
 
 
 @dataclass(frozen=True)
-class BP4DSetConfig:
-    num_identities: int
+class BP4DSetConfig(FaceScapeSetConfig):
     frames_per_task: int
-    split: list
-    texture_resolution: int
-    store_textures: bool
 
     def check(self, where: str) -> None:
-        FaceScapeSetConfig.check(self, where)  # same split and resolution rules
+        super().check(where)
         if self.frames_per_task < 1:
             raise ConfigError(f"{where}.frames_per_task: expected >= 1, got {self.frames_per_task}")
 
