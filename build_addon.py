@@ -11,16 +11,17 @@ import sys
 import zipfile
 from pathlib import Path
 
+from core import __version__
+from core.atomic import atomic_path
+
 ROOT = Path(__file__).resolve().parent
 EXTENSION_ID = "facecam"
 
 
 def version() -> str:
-    text = (ROOT / "core" / "__init__.py").read_text(encoding="utf-8")
-    match = re.search(r'^__version__ = "([0-9]+\.[0-9]+\.[0-9]+)"$', text, re.M)
-    if not match:
-        raise SystemExit("core/__init__.py: expected a line __version__ = \"X.Y.Z\"")
-    return match.group(1)
+    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", __version__):
+        raise SystemExit(f"core/__init__.py: __version__ {__version__!r} is not X.Y.Z")
+    return __version__
 
 
 def manifest_toml() -> str:
@@ -51,12 +52,11 @@ def package_files() -> list[tuple[Path, str]]:
 def build(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{EXTENSION_ID}-{version()}.zip"
-    tmp = target.with_suffix(".zip.partial")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("blender_manifest.toml", manifest_toml())
-        for source, name in package_files():
-            zf.write(source, name)
-    tmp.replace(target)  # a failed build never leaves a half-written zip where a good one was
+    with atomic_path(target) as tmp:  # a failed build never leaves a half-written zip where a good one was
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("blender_manifest.toml", manifest_toml())
+            for source, name in package_files():
+                zf.write(source, name)
     return target
 
 

@@ -8,9 +8,15 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 @contextlib.contextmanager
@@ -24,9 +30,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix,
                                dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the finished file gets the usual permissions
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 (and writers may recreate the file)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -42,3 +48,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_png_atomic(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a uint8 image, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, as a PNG atomically; returns the path."""
+    # Imported here: core/ ships inside the Blender add-on, whose Python has numpy but not PIL.
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))) \
+            or 0 in image.shape:
+        raise ValueError(f"{path}: a PNG image must be a non-empty uint8 array of shape (H, W), (H, W, 3) or "
+                         f"(H, W, 4), got {image.dtype} {image.shape}")
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return Path(path)

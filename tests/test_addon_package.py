@@ -47,7 +47,7 @@ def test_zip_holds_manifest_addon_core_and_weights_manifest(tmp_path):
     assert manifest["id"] == "facecam" and manifest["version"] == core.__version__
     assert manifest["type"] == "add-on" and manifest["license"] == ["SPDX:MIT"]
     assert set(manifest["permissions"]) == {"network", "files"}
-    assert not list((tmp_path / "dist").glob("*.partial"))
+    assert [p.name for p in (tmp_path / "dist").iterdir()] == [zip_path.name]  # no temporary file left
 
 
 def test_installs_enables_and_uninstalls_in_blender(tmp_path):

@@ -42,3 +42,30 @@ def test_identity_shape_is_neutral_plus_weighted_modes(ict):
     w = np.zeros(100, np.float32)
     w[3] = 2.0
     np.testing.assert_allclose(ict.identity_shape(w), ict.neutral + 2 * ict.identity_basis[3], atol=1e-5)
+
+
+def _save_variant(tmp_path, **changes):
+    arrays = dict(np.load(ict_npz_path()))
+    arrays.update(changes)
+    path = tmp_path / "variant.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_fields_must_agree_with_each_other(ict, tmp_path):
+    names = np.array(ict.expression_names[:-1])
+    with pytest.raises(ValueError, match=r"variant\.npz: field 'expression_names' has 52 names for 53 rows"):
+        load_ict_model(_save_variant(tmp_path, expression_names=names))
+    uv = np.array(ict.template.polygon_uv_indices)
+    uv[7] = 10 ** 6
+    with pytest.raises(ValueError, match=r"'polygon_uv_indices' indexes outside \[0, 28911\)"):
+        load_ict_model(_save_variant(tmp_path, polygon_uv_indices=uv))
+    with pytest.raises(ValueError, match="'vertex_indices_json' is not valid JSON"):
+        load_ict_model(_save_variant(tmp_path, vertex_indices_json=np.array("{broken")))
+
+
+def test_shared_model_is_read_only(ict):
+    with pytest.raises(ValueError, match="read-only"):
+        ict.neutral[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        ict.template.polygon_vertices[0] = 1

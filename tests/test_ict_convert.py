@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data.ict import NPZ_FIELDS, load_ict_model
+from train.data.ict import DEFAULT_ICT_NPZ, NPZ_FIELDS, load_ict_model
 from train.data.ict_convert import NEUTRAL_OBJ, VERTEX_INDICES_JSON, convert_facexmodel, main
 
-ICT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ict-facekit"
+ICT_DIR = DEFAULT_ICT_NPZ.parent  # the raw sample ships beside the shared npz, not with $FACECAM_ICT_NPZ
 RAW = ICT_DIR / "raw-sample" / "FaceXModel"
 SHARED_NPZ = ICT_DIR / "ict_face_model.npz"
 SAMPLE_SHAPES = ("identity000", "jawOpen", "mouthSmile_L")
 
-pytestmark = pytest.mark.skipif(not (RAW / NEUTRAL_OBJ).is_file() or not SHARED_NPZ.is_file(),
-                                reason="ICT-FaceKit raw sample / shared npz not available")
+
 
 
 @pytest.fixture(scope="module")

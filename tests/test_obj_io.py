@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,7 +43,7 @@ def test_malformed_files_name_the_file_and_problem(tmp_path, text, message):
         read_obj(p)
 
 
-def test_failed_write_keeps_the_previous_file(tmp_path):
+def test_nan_vertices_are_refused_before_touching_the_disk(tmp_path):
     p = tmp_path / "keep.obj"
     p.write_text("previous")
     v = np.array([[0, 0, 0], [1, 0, 0], [np.nan, 1, 0]], np.float32)
@@ -48,3 +51,30 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         write_obj(p, v, np.array([3]), np.array([0, 1, 2]))
     assert p.read_text() == "previous"
     assert [q.name for q in tmp_path.iterdir()] == ["keep.obj"]
+
+
+def _half_write_then_fail(self, text, *args, **kwargs):
+    with open(self, "w") as f:
+        f.write(text[: len(text) // 2])
+    raise OSError("disk full")
+
+
+def _fail_rename(src, dst):
+    assert Path(src).is_file() and Path(src).read_text().startswith("v ")  # the temp file was written in full
+    raise OSError("rename failed")
+
+
+@pytest.mark.parametrize("target, replacement, message", [
+    (Path, ("write_text", _half_write_then_fail), "disk full"),  # fails halfway through writing the temp file
+    (os, ("replace", _fail_rename), "rename failed"),  # fails after the temp file is complete
+])
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, target, replacement, message):
+    p = tmp_path / "keep.obj"
+    p.write_text("previous")
+    monkeypatch.setattr(target, *replacement)
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    with pytest.raises(OSError, match=message):
+        write_obj(p, v, np.array([3]), np.array([0, 1, 2]))
+    monkeypatch.undo()
+    assert p.read_text() == "previous"
+    assert [q.name for q in tmp_path.iterdir()] == ["keep.obj"]  # no temporary file left

@@ -1,13 +1,17 @@
-"""Preview renders of the real ICT face and the contact sheets that show them."""
+"""Preview renders of the real ICT face, the contact sheets that show them, and the atomic PNG writer."""
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import train.data.sheets as sheets
+from core.atomic import write_png_atomic
 from train.data.ict import load_ict_model
-from train.data.preview import (BACKGROUND, SHEET_PADDING, FaceCamera, contact_sheet, default_polygons,
-                                render_face)
+from train.data.preview import (BACKGROUND, SHEET_BACKGROUND, SHEET_PADDING, FaceCamera, contact_sheet,
+                                default_polygons, render_face)
+from train.data.sheets import apex_frames, au_caption, bp4d_sheet
 
 SIZE = 96  # small renders keep the file fast; the shading is the same at any size
 
@@ -117,7 +121,7 @@ def test_polygons_choose_what_is_drawn(model, camera, neutral_image):
 def test_bad_inputs_name_what_was_expected(model, camera):
     with pytest.raises(ValueError, match="vertices must have shape"):
         render_face(model.neutral[:100], model.template, camera)
-    with pytest.raises(ValueError, match="texture must be an"):
+    with pytest.raises(ValueError, match=r"texture must be a non-empty \(H, W, 3\) uint8 image"):
         render_face(model.neutral, model.template, camera, texture=np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="unknown region"):
         FaceCamera.framing(model.neutral, model.template, regions=("nose",))
@@ -148,7 +152,30 @@ def test_contact_sheet_checks_its_inputs(tmp_path):
         contact_sheet([[tile(0)]], tmp_path / "s.png", row_labels=["a", "b"])
     with pytest.raises(ValueError, match="uint8"):
         contact_sheet([[tile(0).astype(np.float32)]], tmp_path / "s.png")
+    with pytest.raises(ValueError, match="row 0 has 2 images and 1 captions"):
+        contact_sheet([[tile(0), tile(0)]], tmp_path / "s.png", captions=[["a"]])
+    with pytest.raises(ValueError, match="1 caption rows for 2 rows"):
+        contact_sheet([[tile(0)], [tile(0)]], tmp_path / "s.png", captions=[["a"]])
     assert not list(tmp_path.iterdir())
+
+
+def test_captions_sit_under_their_own_image_and_wrap(tmp_path):
+    rows = [[tile(10), tile(20)], [tile(30), tile(40)]]
+    plain = np.asarray(Image.open(contact_sheet(rows, tmp_path / "plain.png")))
+    long_words = "AU1:3 AU2:4 AU4:1 AU12:5 AU15:2 AU17:3"  # far wider than a 30 px image: must wrap
+    path = contact_sheet(rows, tmp_path / "cap.png", captions=[["", ""], [long_words, "x"]])
+    img = np.asarray(Image.open(path))
+    assert img.shape[1] == plain.shape[1]
+    strip = img.shape[0] - plain.shape[0]
+    assert strip >= 3 * 12  # several lines under the second row only
+    pad = SHEET_PADDING
+    second_row = pad + 20 + pad
+    np.testing.assert_array_equal(img[:second_row + 20], plain[:second_row + 20])  # no strip under the first row
+    y = second_row + 20  # just under the second row's images
+    first, second = (img[y:y + strip, pad + j * (30 + pad): pad + j * (30 + pad) + 30] for j in (0, 1))
+    inked = (first != SHEET_BACKGROUND).any(axis=2).any(axis=1)
+    assert inked[: strip // 3].any() and inked[-strip // 3:].any()  # the long caption fills several lines
+    assert (second != SHEET_BACKGROUND).any() and not (second[strip // 2:] != SHEET_BACKGROUND).any()  # "x": one
 
 
 def test_failed_rendering_leaves_the_previous_sheet_intact(tmp_path):
@@ -177,3 +204,98 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         contact_sheet([[tile(1)]], path)
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ the BP4D sheet
+
+
+class ShuffledFrames:
+    """2 identities x 2 tasks x 3 frames in a scrambled order, each frame with its own AUs; records mesh calls."""
+
+    def __init__(self, model):
+        order = np.random.default_rng(5).permutation(12)
+        key = np.stack(np.unravel_index(np.arange(12), (2, 2, 3)), axis=1)[order]  # identity, task, frame
+        self.ict, self.template, self.cfg = model, model.template, SimpleNamespace(config_name="fake")
+        self.frame_identity = key[:, 0]
+        self.frame_subjects = [f"S{i + 1:03d}" for i in key[:, 0]]
+        self.frame_tasks = [("T2", "T5")[t] for t in key[:, 1]]
+        self.frame_numbers = key[:, 2] + 10
+        self.au_names = ("AU1", "AU6", "AU12")
+        self.au_intensities = np.zeros((12, 3), np.float32)
+        self.au_intensities[np.arange(12), np.arange(12) % 3] = np.arange(12) % 5 + 1
+        self.meshes_read = []
+
+    def mesh(self, frame):
+        self.meshes_read.append(frame)
+        return self.ict.neutral
+
+    def texture(self, frame, mesh=None, window="tile"):
+        return np.full((8, 8, 3), 200, np.uint8)
+
+
+def test_apex_frames_found_by_identity_task_and_frame_number(model):
+    source = ShuffledFrames(model)
+    tasks, apex = apex_frames(source, (1, 0))
+    assert tasks == list(dict.fromkeys(source.frame_tasks))
+    for r, identity in enumerate((1, 0)):
+        for t, task in enumerate(tasks):
+            f = apex[r, t]
+            assert (source.frame_identity[f], source.frame_tasks[f], source.frame_numbers[f]) == (identity, task, 11)
+    source.frame_tasks[int(np.flatnonzero(source.frame_identity == 0)[0])] = "T9"
+    with pytest.raises(ValueError, match="identity 1 has no frames of task 'T9'"):
+        apex_frames(source, (0, 1))
+
+
+def test_au_caption_lists_active_units():
+    assert au_caption(("AU1", "AU6", "AU12"), np.array([0, 3, 4.0])) == "AU6:3 AU12:4"
+    assert au_caption(("AU1",), np.zeros(1)) == "no AU"
+
+
+def test_bp4d_sheet_captions_every_frame_with_its_own_units(model, tmp_path, monkeypatch):
+    source = ShuffledFrames(model)
+    seen = {}
+
+    def record(rows, out_path, **kwargs):
+        seen.update(kwargs)
+        return contact_sheet(rows, out_path, **kwargs)
+
+    monkeypatch.setattr(sheets, "contact_sheet", record)
+    path = bp4d_sheet(source, tmp_path / "bp4d.png", identities=(0, 1), size=24, progress=False)
+    assert Image.open(path).size[0] > 2 * 24
+    _, apex = apex_frames(source, (0, 1))
+    assert source.meshes_read == apex.ravel().tolist()
+    assert seen["col_labels"] == list(dict.fromkeys(source.frame_tasks))
+    assert seen["row_labels"] == ["S001", "UV crop", "S002", "UV crop"]
+    expected = [[au_caption(source.au_names, source.au_intensities[f]) for f in row] for row in apex]
+    assert seen["captions"][1::2] == expected
+    assert len({c for row in expected for c in row}) > 1  # rows and columns really differ
+
+
+# ------------------------------------------------------------------ write_png_atomic
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 3), (5, 7, 4)])
+def test_write_png_atomic_round_trips(tmp_path, shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = write_png_atomic(tmp_path / "a.png", image)
+    assert path == tmp_path / "a.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+    assert os.listdir(tmp_path) == ["a.png"]
+
+
+def test_write_png_atomic_refuses_bad_images_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = write_png_atomic(tmp_path / "a.png", tile(9))
+    before = path.read_bytes()
+    for bad in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros((0, 4, 3), np.uint8)):
+        with pytest.raises(ValueError, match=f"{path}: a PNG image must be"):
+            write_png_atomic(path, bad)
+
+    def half_write(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_png_atomic(path, tile(1))
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["a.png"]

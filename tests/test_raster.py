@@ -1,6 +1,4 @@
 """The numpy rasterizer on hand-made triangles with exactly known coverage, and against a brute-force reference."""
-import time
-
 import numpy as np
 import pytest
 
@@ -129,8 +127,9 @@ def test_bad_input_is_rejected(kwargs, message):
         rasterize(**args)
 
 
-def test_speed_of_a_mesh_sized_like_ict():
-    # 160 x 160 quads -> 51,200 triangles over a 256 x 256 image, with depth (target: < 0.5 s on one core).
+def test_mesh_sized_like_ict_covers_every_pixel():
+    # 160 x 160 quads -> 51,200 triangles (about ICT's count) over a 256 x 256 image, with depth. The grid is
+    # closed, so any pixel lost on a shared edge shows as a hole. (Its speed belongs in bench/, not in a test.)
     n = 161
     ys, xs = np.mgrid[0:n, 0:n]
     points = np.stack([xs.ravel(), ys.ravel()], axis=1) * (256 / (n - 1))
@@ -138,8 +137,9 @@ def test_speed_of_a_mesh_sized_like_ict():
     triangles = np.concatenate([np.stack([quad, quad + 1, quad + n + 1], 1),
                                 np.stack([quad, quad + n + 1, quad + n], 1)])
     depth = np.random.default_rng(0).uniform(0, 1, len(points))
-    start = time.perf_counter()
     r = rasterize(points, triangles, 256, 256, depth=depth)
-    elapsed = time.perf_counter() - start
     assert r.mask.all()
-    assert elapsed < 1.0, f"rasterizing 51k triangles took {elapsed:.2f} s"
+    np.testing.assert_allclose(r.barycentric.sum(axis=2), 1.0, atol=1e-5)
+    xy = r.interpolate(points, triangles)
+    rows, cols = np.mgrid[0:256, 0:256]
+    np.testing.assert_allclose(xy, np.stack([cols + 0.5, rows + 0.5], axis=2), atol=1e-3)

@@ -1,6 +1,7 @@
 """FaceScape and BP4D-style layouts: export then load round trips, and every layout error names its file/row."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -10,9 +11,10 @@ from PIL import Image
 from core.obj_io import write_obj
 from core.template import FaceTemplate
 from train.data.bp4d import BP4DFolder, export_bp4d_layout
-from train.data.facescape import (FACESCAPE_EXPRESSIONS, FaceScapeFolder, LayoutError,
-                                  export_facescape_layout)
+from train.data.expressions import FACESCAPE_EXPRESSIONS
+from train.data.facescape import FaceScapeFolder, export_facescape_layout
 from train.data.ict import load_ict_model
+from train.data.layout import LayoutError
 
 # ------------------------------------------------------------------ in-test sources
 
@@ -92,6 +94,22 @@ class FrameSource:
         return None if frame == 1 else self.textures[frame]
 
 
+class BreaksOnThirdMesh:
+    """Wraps a source; its third mesh() call raises, as a source that fails halfway through an export would."""
+
+    def __init__(self, source):
+        self._source, self.calls = source, 0
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+    def mesh(self, *index):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("source failed on its third mesh")
+        return self._source.mesh(*index)
+
+
 def grid_frames(n_frames=3) -> FrameSource:
     template = grid_template()
     meshes = np.random.default_rng(3).normal(size=(n_frames, template.num_vertices, 3)).astype(np.float32)
@@ -112,6 +130,11 @@ def assert_same_topology(loaded: FaceTemplate, original: FaceTemplate):
 
 def error_text(excinfo) -> str:
     return str(excinfo.value)
+
+
+def snapshot(root) -> dict:
+    """Every file under root (hidden ones included) by relative path, with its bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ------------------------------------------------------------------ FaceScape
@@ -297,12 +320,61 @@ def test_facescape_export_refuses_bad_input(tmp_path, grid_facescape):
     source, root = grid_facescape
     with pytest.raises(ValueError, match="not empty"):
         export_facescape_layout(source, root, progress=False)
-    export_facescape_layout(source, root, progress=False, overwrite=True)
     source.expression_names = ("neutral", "2_smile", "3_mouth_stretch")
     with pytest.raises(ValueError, match="'neutral'"):
         export_facescape_layout(source, tmp_path / "other", progress=False)
     with pytest.raises(ValueError, match="texture_format"):
         export_facescape_layout(GridExpressionSource(), tmp_path / "other", texture_format="bmp", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs"]
+
+
+def test_facescape_overwrite_replaces_only_a_previous_export_and_whole(tmp_path, grid_facescape):
+    source, root = grid_facescape
+    (root / "7" / "models_reg").mkdir(parents=True)  # a stale identity that must not survive
+    export_facescape_layout(GridExpressionSource(n_id=1), root, progress=False, overwrite=True)
+    assert FaceScapeFolder(root, expression_names=source.expression_names).identity_ids == ("1",)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs"]  # no temporary or old folder left beside it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("not an export")
+    with pytest.raises(ValueError, match="holds no identity_map.csv"):
+        export_facescape_layout(source, other, progress=False, overwrite=True)
+    assert snapshot(other) == {"keep.txt": b"not an export"}
+
+
+def test_facescape_export_failing_midway_leaves_nothing(tmp_path):
+    broken = BreaksOnThirdMesh(GridExpressionSource())
+    with pytest.raises(RuntimeError, match="third mesh"):
+        export_facescape_layout(broken, tmp_path / "fs", progress=False)
+    assert broken.calls == 3 and not list(tmp_path.iterdir())  # no folder, no hidden partial folder
+
+
+def test_facescape_export_failing_midway_keeps_the_previous_export(tmp_path, grid_facescape):
+    _, root = grid_facescape
+    before = snapshot(root)
+    with pytest.raises(RuntimeError, match="third mesh"):
+        export_facescape_layout(BreaksOnThirdMesh(GridExpressionSource(n_id=3)), root, progress=False,
+                                overwrite=True)
+    assert snapshot(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs"]
+
+
+def test_export_whose_final_rename_fails_restores_the_previous_export(tmp_path, grid_facescape, monkeypatch):
+    _, root = grid_facescape
+    before = snapshot(root)
+    real_replace, refused = os.replace, []
+
+    def failing_replace(src, dst):
+        if os.path.basename(src).startswith(".fs.partial-"):  # the finished export moving into place
+            refused.append(src)
+            raise OSError("rename failed")
+        real_replace(src, dst)  # file writes inside the export, and moving the old export aside and back
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        export_facescape_layout(GridExpressionSource(), root, progress=False, overwrite=True)
+    assert len(refused) == 1 and snapshot(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs"]
 
 
 # ------------------------------------------------------------------ BP4D-style
@@ -356,6 +428,23 @@ def test_bp4d_export_intensities_must_be_integers_unless_rounded(tmp_path):
     source.frame_numbers = np.array([4, 4])
     with pytest.raises(ValueError, match="repeat"):
         export_bp4d_layout(source, tmp_path / "d", progress=False)
+
+
+def test_bp4d_export_failing_midway_leaves_nothing_and_keeps_the_previous_export(tmp_path):
+    broken = BreaksOnThirdMesh(grid_frames(3))
+    with pytest.raises(RuntimeError, match="third mesh"):
+        export_bp4d_layout(broken, tmp_path / "bp4d", progress=False)
+    assert broken.calls == 3 and not list(tmp_path.iterdir())
+    root = export_bp4d_layout(grid_frames(3), tmp_path / "bp4d", progress=False)
+    before = snapshot(root)
+    with pytest.raises(ValueError, match="not empty"):
+        export_bp4d_layout(grid_frames(2), root, progress=False)
+    with pytest.raises(RuntimeError, match="third mesh"):
+        export_bp4d_layout(BreaksOnThirdMesh(grid_frames(3)), root, progress=False, overwrite=True)
+    assert snapshot(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bp4d"]
+    export_bp4d_layout(grid_frames(2), root, progress=False, overwrite=True)
+    assert len(BP4DFolder(root)) == 2 and not (root / "M002").exists()  # replaced whole: frame 3 is gone
 
 
 @pytest.fixture

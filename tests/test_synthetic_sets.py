@@ -114,3 +114,26 @@ def test_config_change_triggers_rebuild(tiny_cfg, ict, tmp_path):
     other = dataclasses.replace(tiny_cfg, seed=tiny_cfg.seed + 1)
     build_set("facescape", other, out, ict=ict, progress=False)
     assert os.stat(out / "meta.json").st_mtime_ns != stamp
+
+
+def test_stored_set_without_textures_says_how_to_get_them(tiny_cfg, ict, tmp_path):
+    import dataclasses
+    cfg = dataclasses.replace(tiny_cfg, bp4d=dataclasses.replace(tiny_cfg.bp4d, store_textures=False))
+    with StoredSet(build_set("bp4d", cfg, tmp_path / "bp", ict=ict, progress=False)) as stored:
+        with pytest.raises(ValueError, match="stores no textures.*window='crop'"):
+            stored.crop(0)
+        assert stored.mesh(0).shape == (ict.template.num_vertices, 3)
+    assert stored.vertices is None  # closed
+
+
+def test_abandoned_partial_builds_are_cleaned_and_model_change_rebuilds(tiny_cfg, ict, tmp_path):
+    import dataclasses
+    dead = tmp_path / ".fs.partial-999999999"
+    dead.mkdir()
+    (dead / "vertices.npy").write_bytes(b"half")
+    out = build_set("facescape", tiny_cfg, tmp_path / "fs", ict=ict, progress=False)
+    assert not dead.exists()
+    stamp = os.stat(out / "meta.json").st_mtime_ns
+    other_model = dataclasses.replace(ict, source_sha256="0" * 64)  # e.g. the npz was reconverted
+    build_set("facescape", tiny_cfg, out, ict=other_model, progress=False)
+    assert os.stat(out / "meta.json").st_mtime_ns != stamp

@@ -48,7 +48,7 @@ def _section(cls, data: dict, where: str):
     if missing:
         raise ConfigError(f"{where}: missing field(s) {missing}")
     for n, f in names.items():
-        expected = {"int": int, "bool": bool, "list": list}[f.type]
+        expected = {"int": int, "bool": bool, "list": list, "float": (int, float)}[f.type]
         value = data[n]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ConfigError(f"{where}.{n}: expected {f.type}, got {value!r}")
@@ -57,12 +57,20 @@ def _section(cls, data: dict, where: str):
     return obj
 
 
+def split_counts(num_identities: int, fractions) -> tuple[int, int, int]:
+    """Identities in (train, val, test): validation and test get at least one each, training the rest."""
+    n_val = max(1, int(round(fractions[1] * num_identities)))
+    n_test = max(1, int(round(fractions[2] * num_identities)))
+    return num_identities - n_val - n_test, n_val, n_test
+
+
 def _check_split(split, where: str, num_identities: int) -> None:
     if (not isinstance(split, list) or len(split) != 3 or any(not isinstance(x, (int, float)) or x < 0 for x in split)
             or abs(sum(split) - 1) > 1e-6):
         raise ConfigError(f"{where}.split: expected [train, val, test] fractions adding up to 1, got {split!r}")
-    if num_identities < 3:
-        raise ConfigError(f"{where}.num_identities: need at least 3 (one per split), got {num_identities}")
+    if split_counts(num_identities, split)[0] < 1:
+        raise ConfigError(f"{where}: split {split} of {num_identities} identities leaves no training identity "
+                          f"(validation and test take at least one each)")
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,12 @@ def data_config(cfg: dict) -> DataConfig:
     for key in ("seed", "facescape", "bp4d"):
         if key not in d:
             raise ConfigError(f"{where}.{key}: missing")
+    if not isinstance(d["seed"], int) or isinstance(d["seed"], bool) or d["seed"] < 0:
+        raise ConfigError(f"{where}.seed: expected an integer >= 0, got {d['seed']!r}")
     try:
         style = StyleConfig.from_dict(d.get("style", {}))
-    except KeyError as e:
-        raise ConfigError(f"{where}.style: {e.args[0]}") from None
-    return DataConfig(cfg["name"], int(d["seed"]), style,
+    except ValueError as e:
+        raise ConfigError(f"{where}.style: {e}") from None
+    return DataConfig(cfg["name"], d["seed"], style,
                       _section(FaceScapeSetConfig, d["facescape"], f"{where}.facescape"),
                       _section(BP4DSetConfig, d["bp4d"], f"{where}.bp4d"))

@@ -53,9 +53,9 @@ import numpy as np
 from tqdm import tqdm
 
 from core.atomic import write_text_atomic
-from train.data.facescape import (LayoutError, check_texture_format, find_texture, positive_scale,
-                                  prepare_export_root, problems_error, read_checked_vertices, read_mesh_file,
-                                  read_texture_image, template_from_obj, write_textured_mesh)
+from train.data.layout import (LayoutError, MeshFolder, check_texture_format, export_folder, find_texture,
+                               positive_scale, problems_error, read_checked_vertices, read_mesh_file,
+                               read_texture_image, template_from_obj, write_textured_mesh)
 from train.data.sources import ActionUnitFrameSource
 
 AU_TABLE = "au_labels.csv"
@@ -170,8 +170,13 @@ def read_au_table(path: Path) -> tuple[AUTable, list[str]]:
     return table, problems
 
 
-class BP4DFolder:
-    """A BP4D-style folder (see the module docstring), meshes read lazily; implements ActionUnitFrameSource."""
+class BP4DFolder(MeshFolder):
+    """A BP4D-style folder (see the module docstring), meshes read lazily; implements ActionUnitFrameSource.
+
+    `load_all()` gives (N, V, 3) float32 cm; `validate()` reads everything and lists every problem.
+    """
+
+    layout_name = "BP4D"
 
     def __init__(self, root: str | os.PathLike, units_to_cm: float = 0.1):
         self.root = Path(root)
@@ -204,6 +209,10 @@ class BP4DFolder:
     def __len__(self) -> int:
         return len(self.frame_numbers)
 
+    @property
+    def index_shape(self) -> tuple[int]:
+        return (len(self),)
+
     def mesh_path(self, frame: int) -> Path:
         return self.root / self.frame_subjects[frame] / self.frame_tasks[frame] / frame_file_name(
             self.frame_numbers[frame])
@@ -219,26 +228,6 @@ class BP4DFolder:
     def texture(self, frame: int) -> np.ndarray | None:
         path = self.texture_path(frame)
         return None if path is None else read_texture_image(path)
-
-    def load_all(self, progress: bool = True) -> np.ndarray:
-        """(N, V, 3) float32 centimetres; every mesh checked against the template."""
-        out = np.empty((len(self), self.template.num_vertices, 3), np.float32)
-        for f in tqdm(range(len(self)), desc=f"BP4D {self.root.name}", unit="mesh", disable=not progress):
-            out[f] = self.mesh(f)
-        return out
-
-    def validate(self, textures: bool = True, progress: bool = False) -> None:
-        """Read every mesh (and texture) now; raise one LayoutError listing every problem found."""
-        problems = []
-        for f in tqdm(range(len(self)), desc="validating", unit="mesh", disable=not progress):
-            readers = (self.mesh, self.texture) if textures else (self.mesh,)
-            for read in readers:
-                try:
-                    read(f)
-                except LayoutError as err:
-                    problems.append(str(err))
-        if problems:
-            raise problems_error(self.root, problems)
 
 
 def _export_intensities(source: ActionUnitFrameSource, round_intensities: bool) -> np.ndarray:
@@ -291,23 +280,26 @@ def export_bp4d_layout(source: ActionUnitFrameSource, root: str | os.PathLike, u
     """Write every frame's mesh (with mtl and texture when it has one) and au_labels.csv, in source frame order.
 
     Intensities must be integers 0..5 (within 1e-4) unless `round_intensities` (nearest, ties to even).
-    Everything is checked before the first file is written; the table is written last. Returns `root`.
+    Everything is checked before the first file is written; the table is written last. The folder appears whole
+    or not at all (written beside `root` under a hidden name, then renamed); a non-empty `root` is refused, unless
+    `overwrite` and it is a previous export (holds au_labels.csv), which is then replaced whole. Returns `root`.
     """
     root = Path(root)
     units_from_cm = positive_scale(units_from_cm, "units_from_cm")
     check_texture_format(texture_format)
     _check_export_keys(source)
     intensities = _export_intensities(source, round_intensities)
-    prepare_export_root(root, overwrite)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow([*KEY_COLUMNS, *map(str, source.au_names)])
-    for f in tqdm(range(len(source.frame_numbers)), desc="export BP4D", unit="frame", disable=not progress):
-        subject, task, number = str(source.frame_subjects[f]), str(source.frame_tasks[f]), int(source.frame_numbers[f])
-        obj_path = root / subject / task / frame_file_name(number)
-        write_textured_mesh(obj_path, obj_path.with_suffix(".mtl"), source.mesh(f), source.template,
-                            source.texture(f), units_from_cm, texture_format,
-                            f"frame {f} ({subject}/{task}/{number})")
-        writer.writerow([subject, task, number, *intensities[f].tolist()])
-    write_text_atomic(root / AU_TABLE, table.getvalue())
+    with export_folder(root, overwrite, AU_TABLE) as work:
+        for f in tqdm(range(len(source.frame_numbers)), desc="export BP4D", unit="frame", disable=not progress):
+            subject, task = str(source.frame_subjects[f]), str(source.frame_tasks[f])
+            number = int(source.frame_numbers[f])
+            obj_path = work / subject / task / frame_file_name(number)
+            write_textured_mesh(obj_path, obj_path.with_suffix(".mtl"), source.mesh(f), source.template,
+                                source.texture(f), units_from_cm, texture_format,
+                                f"frame {f} ({subject}/{task}/{number})")
+            writer.writerow([subject, task, number, *intensities[f].tolist()])
+        write_text_atomic(work / AU_TABLE, table.getvalue())
     return root

@@ -39,6 +39,7 @@ def add_parser(subparsers) -> None:
 
     m = with_config(sub.add_parser("linearity", help="measure what a linear model misses on held-out identities"))
     m.add_argument("--out", help="markdown report path (default: outputs/CONFIG/data/linearity.md)")
+    m.add_argument("--identities", type=int, default=240, help="identities generated for the measurement")
 
     e = with_config(sub.add_parser("export", help="write a synthetic set in the FaceScape or BP4D folder layout"))
     e.add_argument("--set", choices=SETS, required=True)
@@ -85,8 +86,10 @@ def run(args) -> int:
     elif args.data_command == "linearity":
         from train.data.linearity import measure_against_linear, report_json, report_markdown
         out = Path(args.out) if args.out else output_root(cfg.config_name) / "data" / "linearity.md"
-        styled, linear = measure_against_linear(cfg)
-        command = "python -m train data linearity --config " + shlex.quote(args.config)
+        if args.identities < 10:
+            raise SystemExit(f"--identities {args.identities}: need at least 10 (train, validation and test)")
+        styled, linear = measure_against_linear(cfg, num_identities=args.identities)
+        command = f"python -m train data linearity --config {shlex.quote(args.config)} --identities {args.identities}"
         write_text_atomic(out, report_markdown(styled, linear, command))
         write_text_atomic(out.with_suffix(".json"), report_json(styled, linear))
         print(report_markdown(styled, linear, command))

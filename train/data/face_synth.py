@@ -12,11 +12,14 @@ Two departures from ICT's linear model make the data worth learning (measured by
 (b) Nonlinearity in intensity. Besides alpha ** gamma, the jaw shapes are a rigid screw motion about a hinge
     (see jaw.py): the chin follows an arc, and the hinge moves with the identity's face shape.
 
-Everything is a pure function of (seed, identity index, expression key, intensity): the same call gives the same
-mesh on any machine, and intensities the training set never holds (0.5, 2) have exact ground truth.
+Everything is a pure function of (seed, identity index, expression key, intensity), computed in float64 with
+a fixed summation order and rounded to float32 once: the same call gives the same bits on one machine whatever
+its thread count, and agrees across machines to float32 rounding (the jaw fit uses LAPACK's SVD). Intensities
+the training set never holds (0.5, 2) have exact ground truth.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import asdict, dataclass, fields
 from functools import cached_property
@@ -24,7 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from train.data.expressions import JAW_SHAPES, validate_recipes
-from train.data.ict import ICTFaceModel
+from train.data.ict import ICTFaceModel, weighted_sum
 from train.data.jaw import JawRig, apply_jaw, fit_jaw_rig
 
 # Random streams, so adding a draw to one never changes the others.
@@ -48,10 +51,17 @@ class StyleConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        """Fields left out keep their defaults; raises ValueError naming a field that is unknown or malformed."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(d) - set(known)
         if unknown:
-            raise KeyError(f"style config: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        for name, value in d.items():
+            if known[name].type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name}: expected true or false, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
         return cls(**d)
 
     def to_dict(self) -> dict:
@@ -90,14 +100,15 @@ class FaceSynthesizer:
         self.ict = ict
         self.style = style
         self.seed = int(seed)
-        self.identity_modes = min(int(identity_modes), ict.num_identity_modes)
+        if identity_modes > ict.num_identity_modes:
+            raise ValueError(f"identity_modes={identity_modes}, but the ICT model has only {ict.num_identity_modes} "
+                             f"identity modes (was it converted with --allow-partial?)")
+        self.identity_modes = int(identity_modes)
         self._face_vertices = ict.template.region_vertices("face")
         self._reference_size = self._face_size(ict.neutral)
         self._jaw_index = {name: ict.expression_index(name) for name in JAW_SHAPES}
-        # Blendshapes applied linearly; when the jaw is hinged its shapes leave this basis.
-        self._linear_shapes = [i for i, n in enumerate(ict.expression_names)
-                               if not (style.jaw_hinge and n in self._jaw_index)]
-        self._linear_basis = ict.expression_basis[self._linear_shapes].reshape(len(self._linear_shapes), -1)
+        # Blendshapes applied linearly; when the jaw is hinged its shapes leave this set.
+        self._linear = np.array([not (style.jaw_hinge and n in self._jaw_index) for n in ict.expression_names])
 
     @cached_property
     def jaw_rigs(self) -> dict[str, JawRig]:
@@ -130,7 +141,7 @@ class FaceSynthesizer:
         direction = np.random.default_rng([self.seed, _STREAM_KEY_DIRECTION, key_seed(key)]).standard_normal(
             len(identity.weights))
         direction /= np.linalg.norm(direction)
-        shape_term = 1.0 + s.shape_gain_coupling * np.tanh(float(identity.weights @ direction))
+        shape_term = 1.0 + s.shape_gain_coupling * np.tanh(math.fsum(identity.weights * direction))
         gain = float(np.exp(s.gain_sigma * draws[0]) * shape_term)
         gamma = float(np.exp(s.curvature_sigma * draws[1]))
         asymmetry = float(np.clip(s.asymmetry_sigma * draws[2], -0.5, 0.5))
@@ -153,20 +164,19 @@ class FaceSynthesizer:
         return w
 
     def mesh_from_weights(self, identity: SyntheticIdentity, weights: np.ndarray) -> np.ndarray:
-        """Vertices (V, 3) for ICT shape weights (K, 53) -> (K, V, 3) or (53,) -> (V, 3)."""
+        """float32 vertices for ICT shape weights: (53,) -> (V, 3), or (K, 53) -> (K, V, 3) by the same path."""
         weights = np.asarray(weights, np.float64)
-        single = weights.ndim == 1
-        weights = np.atleast_2d(weights)
-        offsets = (weights[:, self._linear_shapes].astype(np.float32) @ self._linear_basis).reshape(
-            len(weights), -1, 3)
-        meshes = identity.neutral[None] + identity.size_scale * offsets
+        if weights.ndim == 2:
+            return np.stack([self.mesh_from_weights(identity, w) for w in weights])
+        offsets = weighted_sum(np.zeros_like(identity.neutral), self.ict.expression_basis,
+                               np.where(self._linear, weights, 0.0))
+        mesh = identity.neutral.astype(np.float64) + identity.size_scale * offsets
         if self.style.jaw_hinge:
-            rigs = [self.jaw_rigs[n] for n in JAW_SHAPES]
-            for k in range(len(meshes)):
-                amounts = [float(weights[k, self._jaw_index[n]]) for n in JAW_SHAPES]
-                if any(amounts):
-                    meshes[k] = apply_jaw(meshes[k], rigs, amounts, identity.hinge_offset)
-        return meshes[0] if single else meshes
+            amounts = [float(weights[self._jaw_index[n]]) for n in JAW_SHAPES]
+            if any(amounts):
+                mesh = apply_jaw(mesh, [self.jaw_rigs[n] for n in JAW_SHAPES], amounts, identity.hinge_offset,
+                                 identity.size_scale)
+        return mesh.astype(np.float32)
 
     def mesh(self, identity: SyntheticIdentity, parts: list[tuple[str, dict[str, float], float]]) -> np.ndarray:
         """One mesh for a list of (key, recipe, intensity): one holistic expression, or several AUs at once."""

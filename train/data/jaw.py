@@ -29,18 +29,22 @@ class ScrewMotion:
     slide: float
     translation: np.ndarray
 
-    def apply(self, points: np.ndarray, amount: float | np.ndarray, pivot_offset: np.ndarray | None = None) -> np.ndarray:
-        """Move points (..., 3) by `amount` of this motion (1 = the fitted motion); returns new points."""
-        amount = np.asarray(amount, np.float64)
+    def apply(self, points: np.ndarray, amount: float, pivot_offset: np.ndarray | None = None,
+              scale: float = 1.0) -> np.ndarray:
+        """Move points (V, 3) by `amount` of this motion (1 = the fitted motion), in float64. `scale` sizes the
+        translation and the slide for a larger or smaller face; the angle stays."""
+        points = np.asarray(points, np.float64)
         if abs(self.angle) < 1e-6:
-            return points + amount[..., None] * self.translation if amount.ndim else points + amount * self.translation
+            return points + (amount * scale) * self.translation
         pivot = self.pivot if pivot_offset is None else self.pivot + pivot_offset
-        theta = float(amount) * self.angle
+        theta = amount * self.angle
         k = self.axis
         kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
         rot = np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
         rel = points - pivot
-        return (rel @ rot.T + pivot + float(amount) * self.slide * k).astype(points.dtype)
+        # Elementwise rather than rel @ rot.T, so no BLAS kernel decides the summation order.
+        rotated = rel[:, :1] * rot[:, 0] + rel[:, 1:2] * rot[:, 1] + rel[:, 2:3] * rot[:, 2]
+        return rotated + pivot + (amount * self.slide * scale) * k
 
 
 def fit_screw(points: np.ndarray, moved: np.ndarray) -> ScrewMotion:
@@ -79,7 +83,7 @@ def fit_jaw_rig(name: str, neutral: np.ndarray, offsets: np.ndarray, teeth_verti
     tooth_motion = np.linalg.norm(offsets[teeth_vertices], axis=1)
     rigid = teeth_vertices[tooth_motion > RIGID_FRACTION * tooth_motion.max()]
     motion = fit_screw(neutral[rigid], neutral[rigid] + offsets[rigid])
-    rigid_offsets = motion.apply(neutral.astype(np.float64), 1.0) - neutral
+    rigid_offsets = motion.apply(neutral, 1.0) - neutral
     weights = np.einsum("vc,vc->v", offsets, rigid_offsets) / np.maximum(
         np.einsum("vc,vc->v", rigid_offsets, rigid_offsets), 1e-12)
     # Vertices the blendshape barely moves get no rigid share: their small offsets stay linear.
@@ -89,14 +93,16 @@ def fit_jaw_rig(name: str, neutral: np.ndarray, offsets: np.ndarray, teeth_verti
     return JawRig(name, motion, weights.astype(np.float32), residual.astype(np.float32), rigid)
 
 
-def apply_jaw(points: np.ndarray, rigs: list[JawRig], amounts: list[float], pivot_offset: np.ndarray | None = None
-              ) -> np.ndarray:
-    """Linear-blend-skin several jaw motions onto points (V, 3): each vertex moves by its skin weight times
-    the rigid displacement, plus the residual scaled by the amount (soft tissue follows linearly)."""
-    out = points.astype(np.float64, copy=True)
+def apply_jaw(points: np.ndarray, rigs: list[JawRig], amounts: list[float], pivot_offset: np.ndarray | None = None,
+              scale: float = 1.0) -> np.ndarray:
+    """Linear-blend-skin several jaw motions onto points (V, 3), in float64: each vertex moves by its skin weight
+    times the rigid displacement, plus the residual scaled by the amount (soft tissue follows linearly) and by
+    `scale` (the face's size relative to ICT's)."""
+    points = np.asarray(points, np.float64)
+    out = points.copy()
     for rig, amount in zip(rigs, amounts):
         if amount == 0:
             continue
-        rigid_offsets = rig.motion.apply(points.astype(np.float64), amount, pivot_offset) - points
-        out += rig.skin_weights[:, None] * rigid_offsets + amount * rig.residual
-    return out.astype(np.float32)
+        rigid_offsets = rig.motion.apply(points, amount, pivot_offset, scale) - points
+        out += rig.skin_weights[:, None] * rigid_offsets + (amount * scale) * rig.residual.astype(np.float64)
+    return out

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from core.atomic import atomic_path
+from core.atomic import write_png_atomic
 from core.template import FaceTemplate
+from train.data.layout import check_texture
 from train.data.raster import rasterize
 
 # Regions a viewer should see; the transparent helper layers (lacrimal fluid, eye blend, eye occlusion) and the
@@ -175,13 +176,6 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-def _check_texture(texture) -> np.ndarray:
-    texture = np.asarray(texture)
-    if texture.ndim != 3 or texture.shape[2] != 3 or texture.dtype != np.uint8 or not texture.size:
-        raise ValueError(f"texture must be an (H, W, 3) uint8 image, got {texture.dtype} {texture.shape}")
-    return texture
-
-
 def _albedo(raster, tri_uv, tri_v, tri_region, vertices, template, texture):
     """Per covered pixel albedo (N, 3): region colours, the texture on the face region, irises on the eyeballs."""
     mask, names = raster.mask, tuple(template.region_names)
@@ -223,7 +217,7 @@ def render_face(vertices: np.ndarray, template: FaceTemplate, camera: FaceCamera
     """
     vertices = _check_vertices(vertices, template, "vertices")
     if texture is not None:
-        texture = _check_texture(texture)
+        texture = check_texture(texture)
     if int(size) != size or size <= 0 or int(supersample) != supersample or supersample < 1:
         raise ValueError(f"size and supersample must be positive integers, got {size} and {supersample}")
     size, supersample = int(size), int(supersample)
@@ -243,7 +237,7 @@ def render_face(vertices: np.ndarray, template: FaceTemplate, camera: FaceCamera
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _check_sheet(rows, row_labels, col_labels):
+def _check_sheet(rows, row_labels, col_labels, captions):
     rows = [list(row) for row in rows]  # runs any lazy rendering now, before a file is touched
     if not rows or not any(rows):
         raise ValueError("contact_sheet: no images given")
@@ -262,29 +256,56 @@ def _check_sheet(rows, row_labels, col_labels):
     num_cols = max(len(row) for row in rows)
     if col_labels and len(col_labels) != num_cols:
         raise ValueError(f"contact_sheet: {len(col_labels)} column labels for {num_cols} columns")
-    return rows, shape, num_cols
+    captions = [list(c) for c in captions] if captions else [[""] * len(row) for row in rows]
+    if len(captions) != len(rows):
+        raise ValueError(f"contact_sheet: {len(captions)} caption rows for {len(rows)} rows")
+    for i, (row, caps) in enumerate(zip(rows, captions)):
+        if len(caps) != len(row):
+            raise ValueError(f"contact_sheet: row {i} has {len(row)} images and {len(caps)} captions")
+    return rows, shape, num_cols, captions
 
 
-def contact_sheet(rows, out_path: str | os.PathLike, row_labels=(), col_labels=(), title: str = "") -> Path:
+def _wrap(text: str, font, width: float) -> list[str]:
+    """Greedy word wrap to `width` pixels (a single word wider than that keeps its own line)."""
+    lines, line = [], ""
+    for word in str(text).split():
+        trial = f"{line} {word}" if line else word
+        if line and font.getlength(trial) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + [line] if line else lines
+
+
+def contact_sheet(rows, out_path: str | os.PathLike, row_labels=(), col_labels=(), title: str = "",
+                  captions=()) -> Path:
     """Write a PNG grid of equal-size images (rows may be ragged) with optional labels; returns its path.
 
+    `captions`, when given, holds one string per image, row by row; each is word-wrapped to the image width and
+    drawn in a strip under its image (a row whose captions are all empty gets no strip).
     Every image is gathered and checked before the file is written, and the write is atomic, so a failure
     leaves any earlier sheet at `out_path` untouched.
     """
-    rows, (h, w, _), num_cols = _check_sheet(rows, row_labels, col_labels)
+    rows, (h, w, _), num_cols, captions = _check_sheet(rows, row_labels, col_labels, captions)
     font = ImageFont.load_default(size=SHEET_FONT_SIZE)
     pad = SHEET_PADDING
+    ascent, descent = font.getmetrics()
+    line_h = ascent + descent
 
     def text_size(text):
         left, top, right, bottom = font.getbbox(str(text))
         return right - left, bottom - top
 
+    wrapped = [[_wrap(c, font, w) for c in caps] for caps in captions]
+    strip_h = [max((len(lines) for lines in row), default=0) * line_h for row in wrapped]
     label_w = max((text_size(t)[0] for t in row_labels), default=-pad) + pad
     col_h = max((text_size(t)[1] for t in col_labels), default=-pad) + pad
     title_h = text_size(title)[1] + pad if title else 0
     left, top = pad + label_w, pad + title_h + col_h
+    row_y = top + np.concatenate([[0], np.cumsum([h + s + pad for s in strip_h])]).astype(int)
     width = left + num_cols * (w + pad)
-    height = top + len(rows) * (h + pad)
+    height = int(row_y[-1])
 
     sheet = Image.new("RGB", (width, height), SHEET_BACKGROUND)
     draw = ImageDraw.Draw(sheet)
@@ -293,11 +314,12 @@ def contact_sheet(rows, out_path: str | os.PathLike, row_labels=(), col_labels=(
     for j, label in enumerate(col_labels):
         draw.text((left + j * (w + pad) + w / 2, pad + title_h), str(label), fill=(0, 0, 0), font=font, anchor="mt")
     for i, row in enumerate(rows):
-        y = top + i * (h + pad)
+        y = int(row_y[i])
         if row_labels:
             draw.text((pad, y + h / 2), str(row_labels[i]), fill=(0, 0, 0), font=font, anchor="lm")
         for j, img in enumerate(row):
-            sheet.paste(Image.fromarray(img), (left + j * (w + pad), y))
-    with atomic_path(out_path, suffix=".png") as tmp:
-        sheet.save(tmp, format="PNG")
-    return Path(out_path)
+            x = left + j * (w + pad)
+            sheet.paste(Image.fromarray(img), (x, y))
+            for k, line in enumerate(wrapped[i][j]):
+                draw.text((x + w / 2, y + h + k * line_h), line, fill=(0, 0, 0), font=font, anchor="ma")
+    return write_png_atomic(out_path, np.asarray(sheet))

@@ -8,7 +8,6 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from train.data.expressions import AU_TASK_PROTOTYPES
 from train.data.preview import FaceCamera, contact_sheet, render_face
 
 
@@ -50,24 +49,47 @@ def sweep_sheet(source, out_path: str | os.PathLike, identity: int = 0,
                          title=f"identity {source.identity_ids[identity]}: intensity sweep (training holds 1 only)")
 
 
+def apex_frames(source, identities) -> tuple[list[str], np.ndarray]:
+    """The tasks (in order of first appearance) and, per identity and task, the frame index of the middle frame
+    of that task's sequence (by frame number): the apex of its onset-apex-offset, (len(identities), len(tasks)).
+
+    Frames are found through `source.frame_identity`, `frame_tasks` and `frame_numbers`, whatever their order.
+    """
+    frame_identity = np.asarray(source.frame_identity)
+    frame_tasks = np.asarray(source.frame_tasks, dtype=str)
+    frame_numbers = np.asarray(source.frame_numbers)
+    tasks = list(dict.fromkeys(frame_tasks.tolist()))
+    apex = np.empty((len(identities), len(tasks)), np.int64)
+    for r, identity in enumerate(identities):
+        for t, task in enumerate(tasks):
+            frames = np.flatnonzero((frame_identity == identity) & (frame_tasks == task))
+            if not len(frames):
+                raise ValueError(f"bp4d_sheet: identity {identity} has no frames of task {task!r}")
+            apex[r, t] = frames[np.argsort(frame_numbers[frames], kind="stable")[len(frames) // 2]]
+    return tasks, apex
+
+
+def au_caption(au_names, intensities) -> str:
+    """'AU6:3 AU12:4': the action units active in one frame with their intensities ('no AU' when none)."""
+    active = [f"{au}:{float(v):g}" for au, v in zip(au_names, np.asarray(intensities)) if v]
+    return " ".join(active) or "no AU"
+
+
 def bp4d_sheet(source, out_path: str | os.PathLike, identities=(0, 1, 2), size: int = 144,
                progress: bool = True) -> Path:
-    """Identities x BP4D tasks at each task's apex frame, labelled with its active action units."""
+    """Identities x BP4D tasks at each task's apex frame; every frame is captioned with its own active AUs."""
     camera = FaceCamera.framing(source.ict.neutral, source.template)
-    frames = source.cfg.bp4d.frames_per_task
-    tasks = list(AU_TASK_PROTOTYPES)
-    rows, labels, col_labels = [], [], []
-    for i in tqdm(identities, desc="preview identities", disable=not progress):
+    tasks, apex = apex_frames(source, identities)
+    rows, labels, captions = [], [], []
+    for r in tqdm(range(len(identities)), desc="preview identities", disable=not progress):
         shaded, textured = [], []
-        for t, task in enumerate(tasks):
-            f = (i * len(tasks) + t) * frames + frames // 2
+        for f in apex[r].tolist():
             mesh = source.mesh(f)
             shaded.append(render_face(mesh, source.template, camera, size))
             textured.append(_fit(source.texture(f, mesh=mesh, window="crop"), size))
-            if i == identities[0]:
-                active = [f"{au[2:]}:{int(v)}" for au, v in zip(source.au_names, source.au_intensities[f]) if v]
-                col_labels.append(f"{task} " + " ".join(active))
         rows += [shaded, textured]
-        labels += [source.frame_subjects[i * len(tasks) * frames], "UV crop"]
-    return contact_sheet(rows, out_path, row_labels=labels, col_labels=col_labels,
-                         title=f"BP4D-like synthetic set ({source.cfg.config_name}): apex frames, AU:intensity")
+        labels += [source.frame_subjects[apex[r, 0]], "UV crop"]
+        captions += [[""] * len(shaded), [au_caption(source.au_names, source.au_intensities[f]) for f in apex[r]]]
+    return contact_sheet(rows, out_path, row_labels=labels, col_labels=tasks, captions=captions,
+                         title=f"BP4D-like synthetic set ({source.cfg.config_name}): apex frames, AU:intensity "
+                               "under each pair")

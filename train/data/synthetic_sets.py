@@ -26,13 +26,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from core.atomic import atomic_path, write_text_atomic
+from core.atomic import atomic_path, write_png_atomic, write_text_atomic
 from core.template import FaceTemplate
-from train.config import DataConfig
+from train.config import DataConfig, split_counts
 from train.data.expressions import (AU_MAX_INTENSITY, AU_NAMES, AU_RECIPES, AU_TASK_PROTOTYPES, EXPRESSION_RECIPES,
                                     FACESCAPE_EXPRESSIONS)
 from train.data.face_synth import FaceSynthesizer, SyntheticIdentity
-from train.data.ict import ICTFaceModel, ict_npz_path, load_ict_model
+from train.data.ict import ICTFaceModel, load_ict_model
 from train.data.textures import TextureSynthesizer
 
 TILE_RESOLUTION = 512  # whole-UV-tile textures (exports, renders); the config's resolution is the crop's
@@ -45,9 +45,7 @@ _STREAM_SPLIT, _STREAM_FRAMES = 20, 21
 def split_identities(num_identities: int, fractions, seed: int) -> dict[str, np.ndarray]:
     """Disjoint identity indices per split; every split gets at least one identity."""
     order = np.random.default_rng([seed, _STREAM_SPLIT, num_identities]).permutation(num_identities)
-    n_val = max(1, int(round(fractions[1] * num_identities)))
-    n_test = max(1, int(round(fractions[2] * num_identities)))
-    n_train = num_identities - n_val - n_test
+    n_train, n_val, _ = split_counts(num_identities, fractions)
     if n_train < 1:
         raise ValueError(f"split {fractions} of {num_identities} identities leaves no training identity")
     cuts = np.split(order, [n_train, n_train + n_val])
@@ -193,10 +191,10 @@ def synthetic_set(kind: str, cfg: DataConfig, ict: ICTFaceModel | None = None):
     raise ValueError(f"unknown synthetic set {kind!r}; expected 'facescape' or 'bp4d'")
 
 
-def _build_key(kind: str, cfg: DataConfig, ict_path: str) -> dict:
+def _build_key(kind: str, cfg: DataConfig, ict: ICTFaceModel) -> dict:
     set_cfg = cfg.facescape if kind == "facescape" else cfg.bp4d
     return {"kind": kind, "generator_version": GENERATOR_VERSION, "seed": cfg.seed, "style": cfg.style.to_dict(),
-            "set": set_cfg.__dict__, "ict_npz": ict_path}
+            "set": set_cfg.__dict__, "ict_sha256": ict.source_sha256}
 
 
 def _save_template(path: Path, template: FaceTemplate) -> None:
@@ -215,17 +213,12 @@ def _load_template(path: Path) -> FaceTemplate:
                             z["region_vertex_ranges"], z["region_polygon_ranges"], str(z["units"]))
 
 
-def _save_png(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
-
-
 def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFaceModel | None = None,
               progress: bool = True, force: bool = False) -> Path:
     """Build a synthetic set into out_dir (reused when already built from the same config)."""
     out_dir = Path(out_dir)
-    ict_path = str(ict_npz_path()) if ict is None else "in-memory"
-    key = _build_key(kind, cfg, ict_path)
+    ict = ict or load_ict_model()
+    key = _build_key(kind, cfg, ict)
     meta_path = out_dir / "meta.json"
     if not force and meta_path.is_file():
         try:
@@ -234,6 +227,7 @@ def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFa
         except json.JSONDecodeError:
             pass  # a corrupt meta means rebuild
     source = synthetic_set(kind, cfg, ict)
+    _remove_abandoned(out_dir)
     work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -241,8 +235,8 @@ def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFa
         meta = _write_arrays(kind, source, work, progress)
         _save_template(work / "template.npz", source.template)
         res = source.set_cfg.texture_resolution
-        _save_png(work / "template_texture.png", source.template_texture(2 * res, "tile"))
-        _save_png(work / "template_crop.png", source.template_texture(res, "crop"))
+        write_png_atomic(work / "template_texture.png", source.template_texture(2 * res, "tile"))
+        write_png_atomic(work / "template_crop.png", source.template_texture(res, "crop"))
         meta.update(build_key=key, splits={k: v.tolist() for k, v in source.splits.items()},
                     texture_windows=source.textures.windows,
                     skin_tone_bins=[source.skin(i).skin_tone_bin for i in range(source.num_identities)])
@@ -255,6 +249,22 @@ def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFa
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_dir
+
+
+def _remove_abandoned(out_dir: Path) -> None:
+    """Delete temporary folders that builds killed midway left beside out_dir (their process is gone)."""
+    if not out_dir.parent.is_dir():
+        return
+    for p in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        kind, _, pid = p.name.rpartition("-")
+        if not (kind.endswith((".partial", ".old")) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass  # someone else's live process
 
 
 def _write_arrays(kind: str, source, work: Path, progress: bool) -> dict:
@@ -275,6 +285,20 @@ def _write_arrays(kind: str, source, work: Path, progress: bool) -> dict:
     vertices = np.lib.format.open_memmap(work / "vertices.npy", "w+", np.float32, lead + (V, 3))
     textures = (np.lib.format.open_memmap(work / "textures.npy", "w+", np.uint8, lead + (res, res, 3))
                 if store else None)
+    try:
+        _fill(kind, source, vertices, textures, progress)
+    finally:
+        for array in (vertices, textures):
+            if array is not None:
+                array.flush()
+                array._mmap.close()
+    meta.update(format_version=1, num_identities=source.num_identities, num_vertices=V, units="cm",
+                vertices_shape=list(lead + (V, 3)), textures_shape=list(lead + (res, res, 3)) if store else None,
+                texture_resolution=res)
+    return meta
+
+
+def _fill(kind: str, source, vertices: np.ndarray, textures: np.ndarray | None, progress: bool) -> None:
     if kind == "facescape":
         for i in tqdm(range(source.num_identities), desc="facescape-like identities", disable=not progress):
             meshes = source.meshes(i)
@@ -288,15 +312,6 @@ def _write_arrays(kind: str, source, work: Path, progress: bool) -> dict:
             vertices[f] = mesh
             if textures is not None:
                 textures[f] = source.texture(f, mesh=mesh, window="crop")
-    vertices.flush()
-    del vertices
-    if textures is not None:
-        textures.flush()
-        del textures
-    meta.update(format_version=1, num_identities=source.num_identities, num_vertices=V, units="cm",
-                vertices_shape=list(lead + (V, 3)), textures_shape=list(lead + (res, res, 3)) if store else None,
-                texture_resolution=res)
-    return meta
 
 
 class StoredSet:
@@ -333,10 +348,28 @@ class StoredSet:
             self.au_intensities = np.load(self.path / "au_intensities.npy")
 
     def _open(self, name: str, shape) -> np.ndarray:
-        arr = np.load(self.path / name, mmap_mode="r")
+        try:
+            arr = np.load(self.path / name, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{self.path / name}: unreadable ({e}); rebuild with `python -m train data build "
+                             f"--force`") from e
         if list(arr.shape) != list(shape):
             raise ValueError(f"{self.path / name}: shape {arr.shape}, meta.json says {tuple(shape)}")
         return arr
+
+    def close(self) -> None:
+        """Release the memory maps (the set is unusable afterwards)."""
+        for name in ("vertices", "textures"):
+            array = getattr(self, name, None)
+            if isinstance(array, np.memmap) and array._mmap is not None:
+                array._mmap.close()
+            setattr(self, name, None)
+
+    def __enter__(self) -> "StoredSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self.vertices)
@@ -348,9 +381,13 @@ class StoredSet:
         """Whole-tile textures are not stored (only the training crops): export from the on-the-fly set."""
         return None
 
-    def crop(self, *index: int) -> np.ndarray | None:
-        """The stored frontal UV crop, (R, R, 3) uint8, or None when the config did not store textures."""
-        return None if self.textures is None else np.asarray(self.textures[index])
+    def crop(self, *index: int) -> np.ndarray:
+        """The stored frontal UV crop, (R, R, 3) uint8."""
+        if self.textures is None:
+            raise ValueError(f"{self.path}: this set stores no textures (its config has store_textures false); "
+                             f"generate them on the fly with SyntheticFaceScape/SyntheticBP4D.texture(..., "
+                             f"window='crop')")
+        return np.asarray(self.textures[index])
 
     def template_texture(self, window: str = "tile") -> np.ndarray:
         name = {"tile": "template_texture.png", "crop": "template_crop.png"}[window]
