@@ -4,7 +4,9 @@ No texture model exists in ICT-FaceKit, so this is ours. Per identity (seeded): 
 haemoglobin (a two-pigment absorption model), lip colour, brow hair, eye-surround pigment, cheek blush, optional
 beard shadow, freckles, and fine noise (pores, blotches). Per expression: the surface compression of the
 expression mesh against the identity's neutral, measured per triangle in UV space, darkens folds into wrinkle
-lines running across the compression direction, and stretching blanches the skin.
+lines running across the compression direction, and stretching blanches the skin. The lines are sparse Gabor
+noise: cosine kernels at jittered lattice points, each turned to the smoothed compression axis at its centre and
+phased from that centre, so the lines follow the axis where it turns and keep their spacing.
 
 Everything is sampled in continuous UV coordinates, so the full tile and the frontal crop of one face agree
 wherever they overlap, at any resolution.
@@ -21,6 +23,11 @@ from train.data.raster import rasterize
 
 SKIN_TONE_BINS = 4  # melanin quartiles; the texture model's skin-tone check classifies into these
 _STREAM_SKIN = 10
+_STREAM_WRINKLE = 11
+_WRINKLE_FREQUENCY = 28.0  # wrinkle lines per UV unit, about 1 cm apart on an average face
+_KERNEL_CELL = 0.08  # UV size of the wrinkle noise's lattice cells, and the radius of each kernel
+_DIRECTION_GRID = 128  # UV bins over the tile for the smoothed wrinkle direction
+_DIRECTION_RADIUS = 0.04  # UV radius of the box that smooths the wrinkle direction
 _BASELINE = np.array([0.96, 0.86, 0.80])
 _MELANIN_ABSORPTION = np.array([2.1, 2.8, 3.5])
 _HAEMOGLOBIN_ABSORPTION = np.array([0.04, 0.42, 0.30])
@@ -124,6 +131,7 @@ class TextureSynthesizer:
         self._layout = lru_cache(maxsize=8)(self._make_layout)
         self._base = lru_cache(maxsize=64)(self._base_albedo)
         self._frames = None
+        self._tri_bins = None
 
     def _vertex_uvs(self) -> np.ndarray:
         uv_of_vertex = np.zeros((self.ict.template.num_vertices, 2))
@@ -205,6 +213,13 @@ class TextureSynthesizer:
     def strain(self, neutral: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per face triangle: compression (1 - smallest principal stretch, >= 0), stretch (largest - 1, >= 0),
         and the unit UV direction of the compression, comparing the expression mesh with the identity neutral."""
+        compression, stretch, direction, _ = self._strain_fields(neutral, mesh)
+        return compression, stretch, direction
+
+    def _strain_fields(self, neutral, mesh):
+        """`strain` plus, per triangle, the unit UV wave vector of wrinkles across the compression: M_n w for
+        compression direction w and neutral metric M_n. The UV map is not conformal (the face's u and v scales
+        differ by 1.7x at the median), so lines perpendicular on the skin are not perpendicular in UV."""
         if self._frames is None:
             self._frames = self._uv_frames()
         inv, ok = self._frames
@@ -214,7 +229,7 @@ class TextureSynthesizer:
             e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
             gu = e1 * inv[:, 0, 0, None] + e2 * inv[:, 1, 0, None]
             gv = e1 * inv[:, 0, 1, None] + e2 * inv[:, 1, 1, None]
-            return (gu * gu).sum(1), (gu * gv).sum(1), (gv * gv).sum(1)
+            return np.einsum("tc,tc->t", gu, gu), np.einsum("tc,tc->t", gu, gv), np.einsum("tc,tc->t", gv, gv)
 
         (en, fn, gn), (ee, fe, ge) = metric(neutral), metric(mesh)
         det_n = np.where(ok, en * gn - fn * fn, 1.0)
@@ -232,7 +247,9 @@ class TextureSynthesizer:
         direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
         compression = np.clip(1 - np.sqrt(lam_min), 0, 0.6) * ok
         stretch = np.clip(np.sqrt(lam_max) - 1, 0, 0.6) * ok
-        return compression, stretch, direction
+        wave = np.stack([en * direction[:, 0] + fn * direction[:, 1], fn * direction[:, 0] + gn * direction[:, 1]], 1)
+        wave /= np.maximum(np.linalg.norm(wave, axis=1, keepdims=True), 1e-12)
+        return compression, stretch, direction, wave
 
     def texture(self, identity_index: int, neutral: np.ndarray, mesh: np.ndarray | None = None,
                 resolution: int = 256, window: str = "crop") -> np.ndarray:
@@ -244,22 +261,72 @@ class TextureSynthesizer:
             albedo = self._wrinkle(albedo, identity_index, neutral, mesh, window, resolution)
         return (np.clip(albedo, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
 
+    def _wave_field(self, compression, wave):
+        """Compression-weighted mean wave axis on a UV grid over the tile, as doubled angles (axes: k ~ -k), smoothed
+        over about _DIRECTION_RADIUS. Independent of window and resolution, so crop and tile agree."""
+        if self._tri_bins is None:
+            uv = self.uvs[self.tri_uvs]
+            a, b = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+            area = 0.5 * np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
+            cell = np.clip((uv.mean(1) * _DIRECTION_GRID).astype(int), 0, _DIRECTION_GRID - 1)
+            self._tri_bins = (cell[:, 1] * _DIRECTION_GRID + cell[:, 0], area)
+        bins, area = self._tri_bins
+        angle2 = 2 * np.arctan2(wave[:, 1], wave[:, 0])
+        weight = compression * area
+        n = _DIRECTION_GRID * _DIRECTION_GRID
+        field = np.stack([np.bincount(bins, weight * np.cos(angle2), n), np.bincount(bins, weight * np.sin(angle2), n)],
+                         -1).reshape(_DIRECTION_GRID, _DIRECTION_GRID, 2)
+        # A fine blur for the local axis plus one as wide as a kernel, so that kernels centred where the face has
+        # no compressed skin (outside its edge, in the eye and mouth openings) take the axis of the skin they cover.
+        fine, wide = round(_DIRECTION_RADIUS * _DIRECTION_GRID), round(_KERNEL_CELL * _DIRECTION_GRID)
+        field = _box_blur(field, fine) + _box_blur(field, wide)
+        return field[..., 0], field[..., 1]
+
+    def _wrinkle_lines(self, identity_index, compression, wave, uv):
+        """Sparse Gabor noise in [-1, 1] at UV points `uv` (N, 2): one kernel per jittered lattice cell (seeded per
+        identity, in continuous UV), each a cosine of _WRINKLE_FREQUENCY cycles per UV unit along the smoothed wave
+        axis at the kernel's centre, under a compact bump of radius _KERNEL_CELL. The phase is relative to each
+        kernel's centre, so the lines keep their direction and spacing where the axis turns."""
+        c2, s2 = self._wave_field(compression, wave)
+        n = int(np.ceil(1 / _KERNEL_CELL))
+        rng = np.random.default_rng([self.seed, _STREAM_WRINKLE, identity_index])
+        # Padded by one cell on each side, so every point of the tile has its 3 x 3 neighbourhood of kernels.
+        centres = ((np.stack(np.meshgrid(np.arange(-1, n + 1), np.arange(-1, n + 1)), -1)
+                    + rng.uniform(0, 1, (n + 2, n + 2, 2))) * _KERNEL_CELL)
+        phase = rng.uniform(0, 2 * np.pi, (n + 2, n + 2))
+        amplitude = rng.uniform(0.5, 1.0, (n + 2, n + 2))
+        at = np.clip((centres * _DIRECTION_GRID).astype(int), 0, _DIRECTION_GRID - 1)
+        half = 0.5 * np.arctan2(s2[at[..., 1], at[..., 0]], c2[at[..., 1], at[..., 0]])
+        freq = 2 * np.pi * _WRINKLE_FREQUENCY
+        # Per kernel: centre, wave vector (radians per UV unit) and phase, gathered together below.
+        kernels = np.stack([centres[..., 0], centres[..., 1], freq * np.cos(half), freq * np.sin(half), phase,
+                            amplitude], -1).reshape(-1, 6)
+        u, v = uv[:, 0], uv[:, 1]
+        cu = np.clip(np.floor(u / _KERNEL_CELL).astype(int), -1, n) + 1
+        cv = np.clip(np.floor(v / _KERNEL_CELL).astype(int), -1, n) + 1
+        total, power = np.zeros(len(uv)), np.zeros(len(uv))
+        for dv in (-1, 0, 1):
+            row = np.clip(cv + dv, 0, n + 1) * (n + 2)
+            for du in (-1, 0, 1):
+                k = kernels[row + np.clip(cu + du, 0, n + 1)]
+                x, y = u - k[:, 0], v - k[:, 1]
+                bump = np.clip(1 - (x * x + y * y) * (1 / _KERNEL_CELL ** 2), 0, None) ** 2 * k[:, 5]
+                total += bump * np.cos(k[:, 2] * x + k[:, 3] * y + k[:, 4])
+                power += bump * bump
+        # Normalised to a cosine's amplitude; the floor fades the rare gaps no kernel covers instead of cutting them.
+        return np.clip(total / np.sqrt(power + 0.01), -1, 1)
+
     def _wrinkle(self, albedo, identity_index, neutral, mesh, window, resolution):
         lay = self._layout(window, resolution)
-        compression, stretch, direction = self.strain(neutral, mesh)
+        compression, stretch, _, wave = self._strain_fields(neutral, mesh)
         tri = np.where(lay.mask, lay.triangle, 0)
         radius = max(1, resolution // 160)
         # Small compressions (< 5%) leave smooth skin: only real folds wrinkle.
         comp = np.clip(_box_blur(np.where(lay.mask, compression[tri], 0), 2 * radius) - 0.05, 0, None)
         stre = _box_blur(np.where(lay.mask, stretch[tri], 0), radius)
-        # Directions are axes (d ~ -d): blur them as doubled angles.
-        angle2 = 2 * np.arctan2(direction[:, 1], direction[:, 0])
-        weight = np.where(lay.mask, compression[tri], 0)
-        c2 = _box_blur(weight * np.cos(angle2)[tri], 6 * radius)
-        s2 = _box_blur(weight * np.sin(angle2)[tri], 6 * radius)
-        half = 0.5 * np.arctan2(s2, c2)
-        phase = 2 * np.pi * 28 * (np.cos(half) * lay.uv[..., 0] + np.sin(half) * lay.uv[..., 1])
-        lines = (0.5 + 0.5 * np.cos(phase)) ** 6
+        folds = comp > 0
+        lines = np.zeros(comp.shape)
+        lines[folds] = (0.5 + 0.5 * self._wrinkle_lines(identity_index, compression, wave, lay.uv[folds])) ** 6
         depth = self.skin(identity_index).wrinkle_depth
         shade = 1 - np.clip(depth * comp * (0.6 + 2.0 * lines), 0, 0.5)
         blanch = np.clip(0.2 * stre - 0.02, 0, 0.06)
