@@ -18,7 +18,11 @@ def tiny_config_dict(**facescape) -> dict:
         "facescape": {"num_identities": 5, "split": [0.6, 0.2, 0.2], "texture_resolution": 32,
                       "store_textures": True, **facescape},
         "bp4d": {"num_identities": 3, "frames_per_task": 2, "split": [0.34, 0.33, 0.33], "texture_resolution": 32,
-                 "store_textures": True}}}
+                 "store_textures": True}},
+        "shape": {
+            "network": {"code_dim": 24, "id_encoder": [64], "exp_encoder": [64], "decoder": [64], "id_dim": 16,
+                        "exp_dim": 8, "z_id_dim": 8, "z_noise_dim": 4, "generator": [32], "discriminator": [32]},
+            "sae": {"epochs": 80, "batch_size": 16, "lr": 0.003, "id_weight": 1.0, "exp_weight": 1.0, "seed": 0}}}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`python -m train`: the training side's command line (data sets now; models in later steps)."""
+"""`python -m train`: the training side's command line."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,12 @@ def main(argv=None) -> int:
     data_cli.add_parser(sub)
     demo = sub.add_parser("demo", help="the main job: build the quick sets and write contact sheets")
     demo.add_argument("--config", default="quick")
+    sae = sub.add_parser("sae", help="train the supervised auto-encoder (or, --unsupervised, the plain AE)")
+    sae.add_argument("--config", default="quick")
+    sae.add_argument("--unsupervised", action="store_true", help="drop the classification terms (the paper's AE)")
+    sae.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/sae or .../ae)")
+    sae.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    sae.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
@@ -21,7 +27,10 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from train.demo import run_demo
             return run_demo(args.config)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+        if args.command == "sae":
+            from train.sae import main as sae_main
+            return sae_main(args)
+    except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

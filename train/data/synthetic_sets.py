@@ -37,7 +37,7 @@ from train.data.textures import TextureSynthesizer
 
 TILE_RESOLUTION = 512  # whole-UV-tile textures (exports, renders); the config's resolution is the crop's
 TEMPLATE_IDENTITIES = 96
-GENERATOR_VERSION = 2  # bump when generated data changes, so stale built sets are rebuilt
+GENERATOR_VERSION = 3  # bump when generated data changes, so stale built sets are rebuilt
 SPLITS = ("train", "val", "test")
 _STREAM_SPLIT, _STREAM_FRAMES = 20, 21
 

@@ -1,0 +1,188 @@
+"""The shape networks of 3DFaceCAM (section 3.1), one definition for training and inference.
+
+SupervisedAutoEncoder (Tables 3-4): an identity encoder and an expression encoder that share no parameters,
+a classification layer on each embedding, and one decoder on the concatenated (mu_id, mu_exp).
+IdentityGenerator / ExpressionGenerator (Table 5): G_id(z_id, z_noise) -> mu_id', G_exp(z_id, z_exp, z_noise)
+-> mu_exp'. EmbeddingDiscriminator (Table 6): one trunk on (mu_id, mu_exp) with a real/fake head, an identity
+head and an expression head. Widths come from ShapeNetConfig, so the CPU-sized and the paper-sized models are
+the same code.
+
+The SAE sees meshes through a MeshCoder: a fixed, affine map between flattened vertices (3V) and the network's
+input space. The paper config uses it only to normalise (mean face, one scale); the quick CPU config also
+projects onto the leading principal components of the training meshes, so the first layer is small. Either
+way the decoder's output goes back through the coder, and a generated mesh always has every vertex.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ShapeNetConfig:
+    num_vertices: int
+    num_identities: int  # identity classes of the training set
+    num_expressions: int  # expression classes, or action units for an AU model
+    expression_labels: str = "classes"  # "classes" (one-hot, cross-entropy) or "au_intensities" (regression)
+    code_dim: int | None = None  # MeshCoder output size; None = all 3V coordinates
+    id_encoder: tuple[int, ...] = (1024, 512)
+    exp_encoder: tuple[int, ...] = (1024, 512)
+    decoder: tuple[int, ...] = (512, 1024)
+    id_dim: int = 100
+    exp_dim: int = 30
+    z_id_dim: int = 20
+    z_noise_dim: int = 5
+    generator: tuple[int, ...] = (128, 256)
+    discriminator: tuple[int, ...] = (256, 128)
+
+    def __post_init__(self):
+        if self.expression_labels not in ("classes", "au_intensities"):
+            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
+        for name in ("num_vertices", "num_identities", "num_expressions", "id_dim", "exp_dim", "z_id_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ShapeNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.code_dim or 3 * self.num_vertices
+
+    @property
+    def z_exp_dim(self) -> int:
+        """One-hot over expression classes, or the AU intensity vector."""
+        return self.num_expressions
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ShapeNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"ShapeNetConfig: unknown field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
+    """Linear layers with LeakyReLU(0.2) between them (the paper's choice throughout)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*layers)
+
+
+class MeshCoder(nn.Module):
+    """Fixed affine map: code = ((x - mean) @ basis.T) / scale, x = (code * scale) @ basis + mean.
+
+    With no basis it only normalises (code = (x - mean) / scale). Buffers, not parameters: never trained."""
+
+    def __init__(self, num_vertices: int, code_dim: int | None = None):
+        super().__init__()
+        d = 3 * num_vertices
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("basis", torch.zeros(code_dim, d) if code_dim else torch.zeros(0, d))
+
+    @torch.no_grad()
+    def fit(self, meshes: torch.Tensor) -> "MeshCoder":
+        """Mean, scale and (if code_dim) the leading principal directions of training meshes (N, V, 3)."""
+        x = meshes.reshape(len(meshes), -1).double()
+        mean = x.mean(0)
+        centred = x - mean
+        self.mean.copy_(mean)
+        k = len(self.basis)
+        if k:
+            if k > min(centred.shape):
+                raise ValueError(f"code_dim {k} exceeds the rank the {len(x)} training meshes can give")
+            # right singular vectors via the small Gram matrix: N x N instead of 3V x 3V
+            evals, evecs = torch.linalg.eigh(centred @ centred.T)
+            order = torch.argsort(evals, descending=True)[:k]
+            basis = (evecs[:, order].T @ centred) / evals[order].clamp_min(1e-12).sqrt()[:, None]
+            self.basis.copy_(basis)
+            codes = centred @ basis.T
+            self.scale.copy_(codes[:, 0].std())
+        else:
+            self.scale.copy_(centred.std())
+        return self
+
+    def encode(self, meshes: torch.Tensor) -> torch.Tensor:
+        x = meshes.reshape(meshes.shape[0], -1) - self.mean
+        if len(self.basis):
+            x = x @ self.basis.T
+        return x / self.scale
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        x = codes * self.scale
+        if len(self.basis):
+            x = x @ self.basis
+        return (x + self.mean).reshape(codes.shape[0], -1, 3)
+
+
+class SupervisedAutoEncoder(nn.Module):
+    def __init__(self, cfg: ShapeNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.coder = MeshCoder(cfg.num_vertices, cfg.code_dim)
+        self.id_encoder = mlp([cfg.input_dim, *cfg.id_encoder, cfg.id_dim])
+        self.exp_encoder = mlp([cfg.input_dim, *cfg.exp_encoder, cfg.exp_dim])
+        self.id_classifier = nn.Linear(cfg.id_dim, cfg.num_identities)
+        self.exp_classifier = nn.Linear(cfg.exp_dim, cfg.num_expressions)
+        self.decoder = mlp([cfg.id_dim + cfg.exp_dim, *cfg.decoder, cfg.input_dim])
+
+    def encode(self, meshes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Meshes (B, V, 3) -> (mu_id (B, id_dim), mu_exp (B, exp_dim))."""
+        code = self.coder.encode(meshes)
+        return self.id_encoder(code), self.exp_encoder(code)
+
+    def decode(self, mu_id: torch.Tensor, mu_exp: torch.Tensor) -> torch.Tensor:
+        """Embeddings -> meshes (B, V, 3), every vertex."""
+        return self.coder.decode(self.decoder(torch.cat([mu_id, mu_exp], dim=1)))
+
+    def forward(self, code: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass on coded meshes (coder.encode once per data set: the coder is fixed)."""
+        mu_id, mu_exp = self.id_encoder(code), self.exp_encoder(code)
+        return {"recon_code": self.decoder(torch.cat([mu_id, mu_exp], dim=1)),
+                "mu_id": mu_id, "mu_exp": mu_exp,
+                "id_logits": self.id_classifier(mu_id), "exp_logits": self.exp_classifier(mu_exp)}
+
+
+class IdentityGenerator(nn.Module):
+    """G_id(z_id, z_noise) -> mu_id'."""
+
+    def __init__(self, cfg: ShapeNetConfig):
+        super().__init__()
+        self.net = mlp([cfg.z_id_dim + cfg.z_noise_dim, *cfg.generator, cfg.id_dim])
+
+    def forward(self, z_id: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z_id, z_noise], dim=1))
+
+
+class ExpressionGenerator(nn.Module):
+    """G_exp(z_id, z_exp, z_noise) -> mu_exp': the expression as this identity performs it."""
+
+    def __init__(self, cfg: ShapeNetConfig):
+        super().__init__()
+        self.net = mlp([cfg.z_id_dim + cfg.z_exp_dim + cfg.z_noise_dim, *cfg.generator, cfg.exp_dim])
+
+    def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z_id, z_exp, z_noise], dim=1))
+
+
+class EmbeddingDiscriminator(nn.Module):
+    """D(mu_id, mu_exp) -> real/fake logit, identity logits, expression logits (or AU intensities)."""
+
+    def __init__(self, cfg: ShapeNetConfig):
+        super().__init__()
+        self.trunk = mlp([cfg.id_dim + cfg.exp_dim, *cfg.discriminator], final_activation=True)
+        width = cfg.discriminator[-1] if cfg.discriminator else cfg.id_dim + cfg.exp_dim
+        self.real_fake = nn.Linear(width, 1)
+        self.identity = nn.Linear(width, cfg.num_identities)
+        self.expression = nn.Linear(width, cfg.num_expressions)
+
+    def forward(self, mu_id: torch.Tensor, mu_exp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.trunk(torch.cat([mu_id, mu_exp], dim=1))
+        return self.real_fake(h).squeeze(1), self.identity(h), self.expression(h)

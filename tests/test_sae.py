@@ -1,0 +1,132 @@
+"""The supervised auto-encoder trains as Eq. 1 says, resumes after a kill, and runs data-parallel with torchrun."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
+from train.config import data_config, load_config
+from train.data.synthetic_sets import StoredSet, build_set
+from train.sae import train_sae, training_meshes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from conftest import tiny_config_dict
+    folder = tmp_path_factory.mktemp("tiny")
+    path = folder / "tiny.json"
+    path.write_text(json.dumps(tiny_config_dict()))
+    cfg = load_config(path)
+    stored = StoredSet(build_set("facescape", data_config(cfg), folder / "outputs/tiny/data/facescape",
+                                 progress=False))
+    return cfg, stored, folder
+
+
+def load_model(run: Path) -> SupervisedAutoEncoder:
+    model = SupervisedAutoEncoder(ShapeNetConfig.from_dict(json.loads((run / "sae.json").read_text())))
+    model.load_state_dict(load_file(run / "sae.safetensors"))
+    return model.eval()
+
+
+def log_rows(run: Path) -> list[dict]:
+    with (run / "log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_sae_learns_and_each_head_predicts_its_own_labels(tiny, tmp_path):
+    cfg, stored, _ = tiny
+    run = train_sae(cfg, stored, tmp_path / "sae", progress=False)
+    rows = log_rows(run)
+    assert len(rows) == 80 and float(rows[-1]["l1"]) < 0.5 * float(rows[0]["l1"])
+    model = load_model(run)
+    meshes, id_labels, exp_labels = training_meshes(stored)
+    with torch.no_grad():
+        mu_id, mu_exp = model.encode(meshes)
+        id_pred, exp_pred = model.id_classifier(mu_id).argmax(1), model.exp_classifier(mu_exp).argmax(1)
+    # identity labels and expression labels are different numbers for most meshes, so a head trained on the
+    # other head's labels fails here
+    assert (id_labels != exp_labels).float().mean() > 0.8
+    assert (id_pred == id_labels).float().mean() > 0.9
+    assert (exp_pred == exp_labels).float().mean() > 0.9
+    emb = np.load(run / "embeddings.npz")
+    assert emb["mu_id"].shape == (len(meshes), 16) and emb["mu_exp"].shape == (len(meshes), 8)
+    np.testing.assert_array_equal(emb["id_labels"], id_labels.numpy())
+    # the decoder gives back every vertex
+    assert model.decode(mu_id[:2], mu_exp[:2]).shape == (2, stored.vertices.shape[2], 3)
+
+
+def test_plain_autoencoder_has_no_classification_terms(tiny, tmp_path):
+    cfg, stored, _ = tiny
+    run = train_sae(cfg, stored, tmp_path / "ae", supervised=False, progress=False)
+    for row in log_rows(run):
+        assert float(row["loss"]) == pytest.approx(float(row["l1"]), rel=1e-5)
+
+
+def test_refuses_to_overwrite_a_run_and_resume_needs_one(tiny, tmp_path):
+    cfg, stored, _ = tiny
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
+        train_sae(cfg, stored, tmp_path / "none", resume=True, progress=False)
+    short = dict(cfg, shape=dict(cfg["shape"], sae=dict(cfg["shape"]["sae"], epochs=2)))
+    train_sae(short, stored, tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train_sae(short, stored, tmp_path / "run", progress=False)
+
+
+def _cli(args, cwd, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "train", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
+    cfg, stored, folder = tiny
+    long_cfg = json.loads(Path(cfg["_path"]).read_text())
+    long_cfg["shape"]["sae"]["epochs"] = 60
+    (folder / "long.json").write_text(json.dumps(long_cfg))
+    args = ["sae", "--config", str(folder / "long.json")]
+    killed = _cli(args + ["--out", str(tmp_path / "killed")], folder)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (tmp_path / "killed/log.csv").is_file() and len(log_rows(tmp_path / "killed")) >= 5:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    done_before = len(log_rows(tmp_path / "killed"))
+    assert 5 <= done_before < 60, "the run should have been killed midway"
+    resumed = _cli(args + ["--out", str(tmp_path / "killed"), "--resume"], folder)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    whole = _cli(args + ["--out", str(tmp_path / "whole")], folder)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    rows = log_rows(tmp_path / "killed")
+    assert [int(r["epoch"]) for r in rows] == list(range(60))  # at most the epoch in flight was redone
+    a, b = load_file(tmp_path / "killed/sae.safetensors"), load_file(tmp_path / "whole/sae.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_data_parallel_with_torchrun_on_cpu(tiny, tmp_path):
+    cfg, stored, folder = tiny
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "train", "sae", "--config", cfg["_path"], "--out", str(tmp_path / "ddp")],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = log_rows(tmp_path / "ddp")
+    assert len(rows) == 80 and float(rows[-1]["l1"]) < float(rows[0]["l1"])
+    model = load_model(tmp_path / "ddp")
+    meshes, id_labels, _ = training_meshes(stored)
+    with torch.no_grad():
+        assert (model.id_classifier(model.encode(meshes)[0]).argmax(1) == id_labels).float().mean() > 0.8

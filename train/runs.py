@@ -1,0 +1,118 @@
+"""What every training loop needs: seeding, device choice, distributed set-up, atomic checkpoints, a CSV log.
+
+A run folder holds config.json (the config it was started with), log.csv (one row per epoch) and
+checkpoint.pt (written atomically at the end of every epoch, so a killed run loses at most the epoch in
+flight). Checkpoints are our own files; they are loaded with torch.load(weights_only=True), which refuses
+arbitrary pickled objects.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from core.atomic import atomic_path, write_text_atomic
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run directly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
+    """Join the torchrun job described by the environment, if any (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(), device
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank, world, local), device
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class RunFolder:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.csv"
+
+    def start(self, config: dict, resume: bool) -> dict | None:
+        """Prepare the folder; returns the checkpoint to resume from, or None for a fresh start."""
+        if resume:
+            if not self.checkpoint.is_file():
+                raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint}")
+            saved = json.loads((self.path / "config.json").read_text())
+            if saved != config:
+                changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+                raise ValueError(f"--resume: {self.path / 'config.json'} differs from this run's config in {changed}")
+            return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        if self.checkpoint.exists():
+            raise FileExistsError(f"{self.path} already holds a run; pass --resume to continue it, or choose "
+                                  f"another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path / "config.json", json.dumps(config, indent=1, sort_keys=True))
+        self.log.unlink(missing_ok=True)
+        return None
+
+    def save_checkpoint(self, state: dict) -> None:
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(state, tmp)
+
+    def log_row(self, row: dict, completed_epochs: int) -> None:
+        """Append one epoch's row; rows of epochs a resumed run redoes are dropped first."""
+        rows = []
+        if self.log.is_file():
+            with self.log.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < completed_epochs]
+        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        with atomic_path(self.log) as tmp:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
+                writer.writeheader()
+                writer.writerows(rows)

@@ -1,0 +1,158 @@
+"""Train the supervised auto-encoder (Eq. 1) or, without its classification terms, the plain auto-encoder.
+
+    python -m train sae --config quick [--unsupervised] [--resume] [--device cpu|cuda|auto]
+    torchrun --nproc_per_node 2 -m train sae --config paper     # data parallel (gloo on CPU, nccl on GPUs)
+
+Loss (Eq. 1): L1 reconstruction in the coder's normalised space (every vertex coordinate, or the PCA code for a
+config with code_dim) + id_weight * CE(identity head,
+identity label) + exp_weight * CE(expression head, expression label). Each head gets its own labels.
+Writes, in the run folder: config.json, log.csv, checkpoint.pt (every epoch), and at the end sae.safetensors
+with sae.json (the network config), plus embeddings.npz (mu_id, mu_exp and labels of the training set) for the
+cGAN.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from core.atomic import atomic_path, write_text_atomic
+from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
+from train.runs import RunFolder, init_distributed, resolve_device, seed_everything, shutdown_distributed
+from train.shape_config import shape_section
+
+
+def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, V, 3) meshes of the training identities with identity labels 0..n_train-1 and expression labels."""
+    train_ids = stored.splits["train"]
+    n_exp = stored.vertices.shape[1]
+    meshes = torch.from_numpy(np.ascontiguousarray(stored.vertices[train_ids])).reshape(-1, stored.vertices.shape[2], 3)
+    id_labels = torch.arange(len(train_ids)).repeat_interleave(n_exp)
+    exp_labels = torch.arange(n_exp).repeat(len(train_ids))
+    return meshes, id_labels, exp_labels
+
+
+def network_config(shape: dict, stored) -> ShapeNetConfig:
+    return ShapeNetConfig(num_vertices=stored.vertices.shape[2], num_identities=len(stored.splits["train"]),
+                          num_expressions=stored.vertices.shape[1], **shape["network"])
+
+
+def sae_loss(model, out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool) -> dict:
+    # L1 in the coder's normalised space: every vertex coordinate over the data's spread for the paper config; for
+    # a config with a PCA code, the principal coordinates (decoding all 80k coordinates each step would cost 20x
+    # the network). Vertex errors in mm are the evaluation's job.
+    l1 = (out["recon_code"] - code).abs().mean()
+    ce_id = F.cross_entropy(out["id_logits"], id_labels)
+    ce_exp = F.cross_entropy(out["exp_logits"], exp_labels)
+    total = l1 + (sae_cfg.id_weight * ce_id + sae_cfg.exp_weight * ce_exp if supervised else 0.0)
+    return {"loss": total, "l1": l1, "ce_id": ce_id, "ce_exp": ce_exp,
+            "acc_id": (out["id_logits"].argmax(1) == id_labels).float().mean(),
+            "acc_exp": (out["exp_logits"].argmax(1) == exp_labels).float().mean()}
+
+
+def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, resume: bool = False,
+              device: str = "cpu", progress: bool = True) -> Path:
+    shape = shape_section(cfg)
+    sae_cfg = shape["sae"]
+    net_cfg = network_config(shape, stored)
+    run = RunFolder(out_dir)
+    snapshot = {"config": cfg["name"], "supervised": supervised, "network": net_cfg.to_dict(),
+                "sae": sae_cfg.__dict__, "data": str(stored.path)}
+    dev, dist_info = resolve_device(device), None
+    dist_info, dev = init_distributed(dev)
+    state = run.start(snapshot, resume) if dist_info.is_main else None
+    if dist_info.active:
+        torch.distributed.barrier()
+        if not dist_info.is_main:
+            state = torch.load(run.checkpoint, map_location="cpu", weights_only=True) if resume else None
+
+    seed_everything(sae_cfg.seed)
+    meshes, id_labels, exp_labels = training_meshes(stored)
+    model = SupervisedAutoEncoder(net_cfg)
+    model.coder.fit(meshes)  # deterministic from the data, so every rank fits the same coder
+    model.to(dev)
+    trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("coder.")}
+    optimizer = torch.optim.Adam(model.parameters(), lr=sae_cfg.lr)
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"], strict=False)  # the coder is refitted, not checkpointed
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+    trained = DistributedDataParallel(model) if dist_info.active else model
+
+    with torch.no_grad():
+        codes = model.coder.encode(meshes.to(dev))
+    id_labels, exp_labels = id_labels.to(dev), exp_labels.to(dev)
+    n = len(codes)
+    bar = tqdm(range(start_epoch, sae_cfg.epochs), desc=f"{'SAE' if supervised else 'AE'} epochs",
+               disable=not (progress and dist_info.is_main), initial=start_epoch, total=sae_cfg.epochs)
+    for epoch in bar:
+        started = time.perf_counter()
+        # The batch order depends only on (seed, epoch): a resumed run sees what an uninterrupted one would.
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(sae_cfg.seed * 100003 + epoch))
+        order = order[dist_info.rank::dist_info.world_size].to(dev)
+        sums: dict[str, float] = {}
+        steps = 0
+        model.train()
+        for b in range(0, len(order), sae_cfg.batch_size):
+            idx = order[b:b + sae_cfg.batch_size]
+            out = trained(codes[idx])
+            terms = sae_loss(model, out, codes[idx], id_labels[idx], exp_labels[idx], sae_cfg, supervised)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            steps += 1
+        row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}, "seconds": time.perf_counter() - started}
+        if dist_info.is_main:
+            # The coder (82 MB in the quick config) is a fixed function of the data: refitted on resume, not saved
+            # every epoch.
+            weights = {k: v for k, v in model.state_dict().items() if k in trainable}
+            run.save_checkpoint({"epoch": epoch + 1, "model": weights, "optimizer": optimizer.state_dict()})
+            run.log_row(row, epoch)
+            bar.set_postfix(l1=f"{row['l1']:.3f}", acc_id=f"{row['acc_id']:.2f}", acc_exp=f"{row['acc_exp']:.2f}")
+    if dist_info.is_main:
+        model.cpu().eval()
+        export_sae(model, run.path)
+        write_embeddings(model, meshes, id_labels.cpu(), exp_labels.cpu(), run.path / "embeddings.npz")
+    shutdown_distributed()
+    return run.path
+
+
+def export_sae(model: SupervisedAutoEncoder, folder: Path) -> None:
+    with atomic_path(folder / "sae.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_text_atomic(folder / "sae.json", json.dumps(model.cfg.to_dict(), indent=1))
+
+
+@torch.no_grad()
+def write_embeddings(model: SupervisedAutoEncoder, meshes, id_labels, exp_labels, path: Path) -> None:
+    mu_id, mu_exp = zip(*(model.encode(meshes[i:i + 256]) for i in range(0, len(meshes), 256)))
+    with atomic_path(path) as tmp:
+        np.savez(tmp, mu_id=torch.cat(mu_id).numpy(), mu_exp=torch.cat(mu_exp).numpy(),
+                 id_labels=id_labels.numpy(), exp_labels=exp_labels.numpy())
+
+
+def main(args) -> int:
+    """`python -m train sae`: build (or reuse) the FaceScape-like set of the config, then train."""
+    from train.config import data_config, load_config
+    from train.data.cli import output_root, set_dir
+    from train.data.synthetic_sets import StoredSet, build_set
+
+    cfg = load_config(args.config)
+    data_cfg = data_config(cfg)
+    shape_section(cfg)  # config errors before any work
+    stored = StoredSet(build_set("facescape", data_cfg, set_dir(data_cfg.config_name, "facescape")))
+    out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "shape" / (
+        "ae" if args.unsupervised else "sae")
+    path = train_sae(cfg, stored, out, supervised=not args.unsupervised, resume=args.resume, device=args.device)
+    print(f"{'AE' if args.unsupervised else 'SAE'} run: {path}")
+    return 0

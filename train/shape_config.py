@@ -1,0 +1,52 @@
+"""The `shape` section of a config: network widths and the SAE / cGAN training settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from train.config import ConfigError
+
+NETWORK_FIELDS = ("code_dim", "id_encoder", "exp_encoder", "decoder", "id_dim", "exp_dim", "z_id_dim",
+                  "z_noise_dim", "generator", "discriminator")
+
+
+@dataclass(frozen=True)
+class SAETrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    id_weight: float
+    exp_weight: float
+    seed: int
+
+
+def _typed(section: dict, cls, where: str):
+    out = {}
+    for name, typ in cls.__annotations__.items():
+        if name not in section:
+            raise ConfigError(f"{where}.{name}: missing")
+        value = section[name]
+        expected = {"int": int, "float": (int, float)}[typ]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"{where}.{name}: expected {typ}, got {value!r}")
+        out[name] = value
+    unknown = set(section) - set(cls.__annotations__)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+    return cls(**out)
+
+
+def shape_section(cfg: dict) -> dict:
+    where = f"{cfg.get('_path', cfg['name'])}: shape"
+    shape = cfg.get("shape")
+    if not isinstance(shape, dict):
+        raise ConfigError(f"{where}: section missing")
+    network = shape.get("network", {})
+    unknown = set(network) - set(NETWORK_FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}.network: unknown field(s) {sorted(unknown)}; known: {list(NETWORK_FIELDS)}")
+    if "sae" not in shape:
+        raise ConfigError(f"{where}.sae: missing")
+    sae = _typed(shape["sae"], SAETrainConfig, f"{where}.sae")
+    if sae.epochs < 1 or sae.batch_size < 1 or sae.lr <= 0:
+        raise ConfigError(f"{where}.sae: epochs and batch_size must be >= 1 and lr > 0")
+    return {"network": network, "sae": sae, "where": where}
