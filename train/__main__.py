@@ -20,6 +20,12 @@ def main(argv=None) -> int:
     sae.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/sae or .../ae)")
     sae.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     sae.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    cgan = sub.add_parser("cgan", help="train the conditional GANs on a trained SAE's embeddings")
+    cgan.add_argument("--config", default="quick")
+    cgan.add_argument("--sae", help="SAE run folder (default: outputs/CONFIG/shape/sae)")
+    cgan.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/cgan)")
+    cgan.add_argument("--resume", action="store_true")
+    cgan.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
@@ -27,6 +33,9 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from train.demo import run_demo
             return run_demo(args.config)
+        if args.command == "cgan":
+            from train.cgan import main as cgan_main
+            return cgan_main(args)
         if args.command == "sae":
             from train.sae import main as sae_main
             return sae_main(args)

@@ -116,3 +116,24 @@ class RunFolder:
                 writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
                 writer.writeheader()
                 writer.writerows(rows)
+
+
+def open_run(out_dir: str | os.PathLike, snapshot: dict, resume: bool, device: str
+             ) -> tuple[RunFolder, dict | None, Distributed, torch.device]:
+    """Start or resume the run in out_dir on this process's device: (run, checkpoint or None, place, device).
+    Rank 0 prepares the folder; the other ranks wait for it and read the same checkpoint."""
+    run = RunFolder(out_dir)
+    place, dev = init_distributed(resolve_device(device))
+    state = run.start(snapshot, resume) if place.is_main else None
+    if place.active:
+        dist.barrier()
+        if not place.is_main and resume:
+            state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    return run, state, place, dev
+
+
+def epoch_order(n: int, seed: int, epoch: int, place: Distributed) -> torch.Tensor:
+    """This rank's share of a permutation that depends only on (seed, epoch): a resumed run sees exactly the
+    batches an uninterrupted one would."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+    return order[place.rank::place.world_size]

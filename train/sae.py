@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path, write_text_atomic
 from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
-from train.runs import RunFolder, init_distributed, resolve_device, seed_everything, shutdown_distributed
+from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 
 
@@ -62,16 +62,9 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
     shape = shape_section(cfg)
     sae_cfg = shape["sae"]
     net_cfg = network_config(shape, stored)
-    run = RunFolder(out_dir)
     snapshot = {"config": cfg["name"], "supervised": supervised, "network": net_cfg.to_dict(),
                 "sae": sae_cfg.__dict__, "data": str(stored.path)}
-    dev, dist_info = resolve_device(device), None
-    dist_info, dev = init_distributed(dev)
-    state = run.start(snapshot, resume) if dist_info.is_main else None
-    if dist_info.active:
-        torch.distributed.barrier()
-        if not dist_info.is_main:
-            state = torch.load(run.checkpoint, map_location="cpu", weights_only=True) if resume else None
+    run, state, dist_info, dev = open_run(out_dir, snapshot, resume, device)
 
     seed_everything(sae_cfg.seed)
     meshes, id_labels, exp_labels = training_meshes(stored)
@@ -95,9 +88,7 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
                disable=not (progress and dist_info.is_main), initial=start_epoch, total=sae_cfg.epochs)
     for epoch in bar:
         started = time.perf_counter()
-        # The batch order depends only on (seed, epoch): a resumed run sees what an uninterrupted one would.
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(sae_cfg.seed * 100003 + epoch))
-        order = order[dist_info.rank::dist_info.world_size].to(dev)
+        order = epoch_order(n, sae_cfg.seed, epoch, dist_info).to(dev)
         sums: dict[str, float] = {}
         steps = 0
         model.train()

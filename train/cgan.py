@@ -1,0 +1,175 @@
+"""Train the conditional GANs that sample the SAE's embedding spaces (Eq. 2-4, an auxiliary-classifier GAN).
+
+    python -m train cgan --config quick [--sae outputs/quick/shape/sae] [--resume] [--device cpu]
+
+D sees (mu_id, mu_exp): real pairs from the SAE's training embeddings, fake pairs (G_id(z_id, z_noise),
+G_exp(z_id, z_exp, z_noise)). D maximises L_s + L_id + L_exp (real/fake, identity and expression heads, on real
+and fake). G_id minimises L_s - L_id and G_exp minimises L_s - L_exp: each generator gets the gradient of the
+adversarial term and of its own head only. z_id is a fixed code per training identity (Gaussian, or one-hot);
+z_exp is the expression's one-hot vector.
+Writes, in the run folder: config.json, log.csv, checkpoint.pt, and generators.safetensors (G_id, G_exp),
+discriminator.safetensors, z_id.safetensors (the codes of the training identities), cgan.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from core.atomic import atomic_path, write_text_atomic
+from core.shape_networks import EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, ShapeNetConfig
+from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
+from train.shape_config import shape_section
+
+
+def identity_codes(num_identities: int, dim: int, kind: str, seed: int) -> torch.Tensor:
+    """The fixed z_id of each training identity."""
+    if kind == "onehot":
+        return torch.eye(num_identities)
+    return torch.randn(num_identities, dim, generator=torch.Generator().manual_seed(seed * 7919 + 1))
+
+
+class ShapeGAN(nn.Module):
+    def __init__(self, net_cfg: ShapeNetConfig):
+        super().__init__()
+        self.g_id = IdentityGenerator(net_cfg)
+        self.g_exp = ExpressionGenerator(net_cfg)
+        self.d = EmbeddingDiscriminator(net_cfg)
+
+
+def generate(gan: ShapeGAN, z_id, z_exp, noise_dim: int):
+    z_noise = torch.randn(len(z_id), noise_dim, device=z_id.device)
+    return gan.g_id(z_id, z_noise), gan.g_exp(z_id, z_exp, z_noise)
+
+
+def discriminator_loss(gan: ShapeGAN, real, fake, id_labels, exp_labels) -> dict:
+    """L_s + L_id + L_exp as D maximises them (written as losses to minimise), on real and fake pairs."""
+    rf_real, id_real, exp_real = gan.d(*real)
+    rf_fake, id_fake, exp_fake = gan.d(fake[0].detach(), fake[1].detach())
+    loss = (F.binary_cross_entropy_with_logits(rf_real, torch.ones_like(rf_real))
+            + F.binary_cross_entropy_with_logits(rf_fake, torch.zeros_like(rf_fake))
+            + F.cross_entropy(id_real, id_labels) + F.cross_entropy(exp_real, exp_labels)
+            + F.cross_entropy(id_fake, id_labels) + F.cross_entropy(exp_fake, exp_labels))
+    return {"d": loss, "acc_id_real": (id_real.argmax(1) == id_labels).float().mean(),
+            "acc_exp_real": (exp_real.argmax(1) == exp_labels).float().mean()}
+
+
+def generator_losses(gan: ShapeGAN, fake, id_labels, exp_labels) -> dict:
+    """G_id: L_s - L_id; G_exp: L_s - L_exp (as losses: the adversarial term plus its own head's CE)."""
+    rf, id_logits, exp_logits = gan.d(*fake)
+    adversarial = F.binary_cross_entropy_with_logits(rf, torch.ones_like(rf))
+    return {"g_id": adversarial + F.cross_entropy(id_logits, id_labels),
+            "g_exp": adversarial + F.cross_entropy(exp_logits, exp_labels),
+            "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(),
+            "acc_exp_fake": (exp_logits.argmax(1) == exp_labels).float().mean()}
+
+
+def _step_generators(gan: ShapeGAN, losses: dict, optimizer: torch.optim.Optimizer) -> None:
+    """G_id follows L_s + CE_id only, G_exp follows L_s + CE_exp only (the paper's Eq. 3 and 4)."""
+    optimizer.zero_grad(set_to_none=True)
+    for net, key in ((gan.g_id, "g_id"), (gan.g_exp, "g_exp")):
+        params = list(net.parameters())
+        for p, g in zip(params, torch.autograd.grad(losses[key], params, retain_graph=True)):
+            p.grad = g
+    optimizer.step()
+
+
+def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool = False, device: str = "cpu",
+               progress: bool = True) -> Path:
+    shape = shape_section(cfg)
+    gcfg = shape["cgan"]
+    if gcfg is None:
+        raise ValueError(f"{shape['where']}.cgan: missing")
+    sae_dir = Path(sae_dir)
+    net_cfg = ShapeNetConfig.from_dict(json.loads((sae_dir / "sae.json").read_text()))
+    emb = np.load(sae_dir / "embeddings.npz")
+    n_ids = int(emb["id_labels"].max()) + 1
+    z_ids = identity_codes(n_ids, net_cfg.z_id_dim, gcfg.z_id, gcfg.seed)
+    net_cfg = dataclasses.replace(net_cfg, z_id_dim=z_ids.shape[1])
+    snapshot = {"config": cfg["name"], "cgan": gcfg.__dict__, "network": net_cfg.to_dict(), "sae": str(sae_dir)}
+    run, state, place, dev = open_run(out_dir, snapshot, resume, device)
+    if place.active:
+        # The generators step on per-head gradients (autograd.grad), which DDP's all-reduce hooks never see, and
+        # the data is a few thousand 130-d embeddings: one process is the right size.
+        raise ValueError("the cGAN trains in one process; run `python -m train cgan` without torchrun")
+
+    seed_everything(gcfg.seed)
+    gan = ShapeGAN(net_cfg).to(dev)
+    opt_g = torch.optim.Adam([*gan.g_id.parameters(), *gan.g_exp.parameters()], lr=gcfg.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(gan.d.parameters(), lr=gcfg.lr_d, betas=(0.5, 0.999))
+    start = 0
+    if state is not None:
+        gan.load_state_dict(state["model"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["epoch"])
+    mu_id, mu_exp = torch.from_numpy(emb["mu_id"]).to(dev), torch.from_numpy(emb["mu_exp"]).to(dev)
+    id_labels = torch.from_numpy(emb["id_labels"]).long().to(dev)
+    exp_labels = torch.from_numpy(emb["exp_labels"]).long().to(dev)
+    z_ids_dev, eye_exp = z_ids.to(dev), torch.eye(net_cfg.num_expressions, device=dev)
+    bar = tqdm(range(start, gcfg.epochs), desc="cGAN epochs", disable=not (progress and place.is_main),
+               initial=start, total=gcfg.epochs)
+    for epoch in bar:
+        started = time.perf_counter()
+        torch.manual_seed(gcfg.seed * 100003 + epoch + place.rank * 7)  # z_noise, reproducible after a resume
+        order = epoch_order(len(mu_id), gcfg.seed, epoch, place).to(dev)
+        sums, steps = {}, 0
+        for b in range(0, len(order), gcfg.batch_size):
+            idx = order[b:b + gcfg.batch_size]
+            ids, exps = id_labels[idx], exp_labels[idx]
+            z_id, z_exp = z_ids_dev[ids], eye_exp[exps]
+            d_terms = discriminator_loss(gan, (mu_id[idx], mu_exp[idx]), generate(gan, z_id, z_exp,
+                                                                                  net_cfg.z_noise_dim), ids, exps)
+            opt_d.zero_grad(set_to_none=True)
+            d_terms["d"].backward()
+            opt_d.step()
+            g_terms = generator_losses(gan, generate(gan, z_id, z_exp, net_cfg.z_noise_dim), ids, exps)
+            _step_generators(gan, g_terms, opt_g)
+            for k, v in {**d_terms, **g_terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            steps += 1
+        row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}, "seconds": time.perf_counter() - started}
+        if place.is_main:
+            run.save_checkpoint({"epoch": epoch + 1, "model": gan.state_dict(), "opt_g": opt_g.state_dict(),
+                                 "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()})
+            run.log_row(row, epoch)
+            bar.set_postfix(acc_exp_fake=f"{row['acc_exp_fake']:.2f}", acc_id_fake=f"{row['acc_id_fake']:.2f}")
+    if place.is_main:
+        export_cgan(gan.cpu(), z_ids, net_cfg, run.path)
+    shutdown_distributed()
+    return run.path
+
+
+def export_cgan(gan: ShapeGAN, z_ids: torch.Tensor, net_cfg: ShapeNetConfig, folder: Path) -> None:
+    for name, tensors in (("generators", {**{f"g_id.{k}": v for k, v in gan.g_id.state_dict().items()},
+                                          **{f"g_exp.{k}": v for k, v in gan.g_exp.state_dict().items()}}),
+                          ("discriminator", gan.d.state_dict()), ("z_id", {"z_id": z_ids})):
+        with atomic_path(folder / f"{name}.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    write_text_atomic(folder / "cgan.json", json.dumps(net_cfg.to_dict(), indent=1))
+
+
+def main(args) -> int:
+    from train.config import load_config
+    from train.data.cli import output_root
+
+    cfg = load_config(args.config)
+    shape_section(cfg)
+    root = output_root(cfg["name"]) / "shape"
+    sae_dir = Path(args.sae) if args.sae else root / "sae"
+    if not (sae_dir / "embeddings.npz").is_file():
+        raise FileNotFoundError(f"{sae_dir}: no trained SAE (embeddings.npz); run `python -m train sae --config "
+                                f"{args.config}` first, or pass --sae")
+    path = train_cgan(cfg, sae_dir, Path(args.out) if args.out else root / "cgan", resume=args.resume,
+                      device=args.device)
+    print(f"cGAN run: {path}")
+    return 0
