@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     cgan.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/cgan)")
     cgan.add_argument("--resume", action="store_true")
     cgan.add_argument("--device", default="cpu")
+    ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
+    ev.add_argument("--config", default="quick")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
@@ -33,6 +35,9 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from train.demo import run_demo
             return run_demo(args.config)
+        if args.command == "evaluate":
+            from train.evaluate import main as evaluate_main
+            return evaluate_main(args)
         if args.command == "cgan":
             from train.cgan import main as cgan_main
             return cgan_main(args)

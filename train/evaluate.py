@@ -1,0 +1,270 @@
+"""`python -m train evaluate --config quick`: the shape model measured against baselines and ground truth.
+
+Writes outputs/CONFIG/eval/report.md (+ report.json, tsne.png). Sections:
+  reconstruction  held-out (test) identities encoded and decoded: SAE, plain AE, PCA-130, bilinear (mm);
+  generation      DIV, DIV-ID, DIV-EXP (normalised by the training data) and SP (mm) at intensity 1, 5, 10;
+  control         expression accuracy and identity consistency of generated meshes under classifiers trained on
+                  real meshes; displacement against intensity; held-out intensity error against ground truth;
+  embeddings      t-SNE of identity and expression embeddings, SAE against AE (the paper's Fig. 3).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from core.atomic import write_text_atomic
+from core.shape_control import ShapeGenerator, expression_code
+from core.shape_networks import (ExpressionGenerator, IdentityGenerator, MeshCoder, ShapeNetConfig,
+                                 SupervisedAutoEncoder)
+from train.baselines import BilinearModel, PCAModel
+from train.tsne import scatter_panel, tsne, write_panels
+
+INTENSITY_LEVELS = (1.0, 5.0, 10.0)
+HELD_OUT_INTENSITIES = (0.5, 1.5, 2.0)
+GEN_SAMPLES = 200
+
+
+def load_sae(run: Path) -> SupervisedAutoEncoder:
+    model = SupervisedAutoEncoder(ShapeNetConfig.from_dict(json.loads((run / "sae.json").read_text())))
+    model.load_state_dict(load_file(run / "sae.safetensors"))
+    return model.eval()
+
+
+def load_generator(sae_run: Path, gan_run: Path) -> tuple[ShapeGenerator, torch.Tensor, ShapeNetConfig]:
+    cfg = ShapeNetConfig.from_dict(json.loads((gan_run / "cgan.json").read_text()))
+    g_id, g_exp = IdentityGenerator(cfg), ExpressionGenerator(cfg)
+    weights = load_file(gan_run / "generators.safetensors")
+    g_id.load_state_dict({k[5:]: v for k, v in weights.items() if k.startswith("g_id.")})
+    g_exp.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("g_exp.")})
+    z_ids = load_file(gan_run / "z_id.safetensors")["z_id"]
+    return ShapeGenerator(load_sae(sae_run), g_id.eval(), g_exp.eval()), z_ids, cfg
+
+
+def vertex_errors_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.norm(a - b, dim=-1) * 10
+
+
+def reconstruction(stored, sae: SupervisedAutoEncoder, ae: SupervisedAutoEncoder) -> dict:
+    train = torch.from_numpy(np.array(stored.vertices[stored.splits["train"]]))
+    test = torch.from_numpy(np.array(stored.vertices[stored.splits["test"]])).reshape(-1, train.shape[2], 3)
+    flat_train = train.reshape(-1, train.shape[2], 3)
+    results = {}
+    with torch.no_grad():
+        for name, model in (("SAE", sae), ("AE", ae)):
+            results[name] = model.decode(*model.encode(test))
+            if len(model.coder.basis):
+                coder = model.coder
+                results[f"{name}'s fixed PCA-{len(coder.basis)} input code (its floor)"] = coder.decode(coder.encode(test))
+    pca = PCAModel(flat_train, 130)
+    results[f"PCA-{pca.components}"] = pca.reconstruct(test)
+    bilinear = BilinearModel(train.numpy())
+    results[f"bilinear ({bilinear.id_rank} x {bilinear.exp_rank})"] = torch.from_numpy(bilinear.reconstruct(test.numpy()))
+    rows = {}
+    for name, recon in results.items():
+        err = vertex_errors_mm(recon, test)
+        rows[name] = {"mean_mm": float(err.mean()), "median_mm": float(err.median())}
+    return rows
+
+
+class RealMeshClassifier:
+    """Linear classifiers on the PCA-128 code of real training meshes: identity and expression."""
+
+    def __init__(self, meshes: torch.Tensor, id_labels, exp_labels, seed: int = 0):
+        self.coder = MeshCoder(meshes.shape[1], min(128, len(meshes) - 1)).fit(meshes)
+        codes = self.coder.encode(meshes).float()
+        torch.manual_seed(seed)
+        self.id_head = self._fit(codes, id_labels)
+        self.exp_head = self._fit(codes, exp_labels)
+
+    @staticmethod
+    def _fit(x, y, epochs: int = 400) -> torch.nn.Linear:
+        head = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+        opt = torch.optim.Adam(head.parameters(), lr=0.01)
+        for _ in range(epochs):
+            opt.zero_grad()
+            F.cross_entropy(head(x), y).backward()
+            opt.step()
+        return head
+
+    @torch.no_grad()
+    def predict(self, meshes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = self.coder.encode(meshes).float()
+        return self.id_head(codes).argmax(1), self.exp_head(codes).argmax(1)
+
+
+def _pairwise_mean_mm(meshes: torch.Tensor) -> float:
+    flat = meshes.reshape(len(meshes), -1, 3)
+    total, count = 0.0, 0
+    for i in range(len(flat)):
+        total += float(vertex_errors_mm(flat[i + 1:], flat[i:i + 1]).mean(1).sum())
+        count += len(flat) - i - 1
+    return total / max(count, 1)
+
+
+def generation(gen: ShapeGenerator, z_ids: torch.Tensor, z_kind: str, noise_dim: int, train_meshes: torch.Tensor,
+               seed: int = 0) -> dict:
+    """DIV / DIV-ID / DIV-EXP normalised by the training data, and SP (mm), per intensity level."""
+    g = torch.Generator().manual_seed(seed)
+    n_id_train, n_exp = train_meshes.shape[:2]
+    real_div = _pairwise_mean_mm(train_meshes.reshape(-1, *train_meshes.shape[2:])[::4])
+    real_div_id = np.mean([_pairwise_mean_mm(train_meshes[:, e]) for e in range(0, n_exp, 4)])
+    real_div_exp = np.mean([_pairwise_mean_mm(train_meshes[i]) for i in range(0, n_id_train, 4)])
+    flat_train = train_meshes.reshape(-1, *train_meshes.shape[2:])
+    out = {}
+    for alpha in INTENSITY_LEVELS:
+        # Gaussian z_id: new people; one-hot z_id: the training identities
+        z_id = torch.randn(GEN_SAMPLES, z_ids.shape[1], generator=g) if z_kind == "gaussian" else \
+            z_ids[torch.randint(len(z_ids), (GEN_SAMPLES,), generator=g)]
+        exps = torch.randint(n_exp, (GEN_SAMPLES,), generator=g)
+        z_exp = torch.stack([expression_code(n_exp, {int(e): 1.0}, alpha) for e in exps])
+        noise = torch.randn(GEN_SAMPLES, noise_dim, generator=g)
+        samples = gen(z_id, z_exp, noise)
+        per_id = gen(z_id[:8].repeat_interleave(n_exp, 0), torch.eye(n_exp).repeat(8, 1) * alpha,
+                     noise[:8].repeat_interleave(n_exp, 0)).reshape(8, n_exp, -1, 3)
+        sp = np.mean([float(vertex_errors_mm(flat_train, s[None]).mean(1).min()) for s in samples[:50]])
+        out[str(alpha)] = {
+            "DIV": _pairwise_mean_mm(samples[:100]) / real_div,
+            "DIV-ID": float(np.mean([_pairwise_mean_mm(per_id[:, e]) for e in range(0, n_exp, 4)])) / real_div_id,
+            "DIV-EXP": float(np.mean([_pairwise_mean_mm(per_id[i]) for i in range(8)])) / real_div_exp,
+            "SP_mm": float(sp)}
+    return out
+
+
+def control(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int, classifier: RealMeshClassifier, n_exp: int,
+            seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    n_ids = len(z_ids)
+    z_id = z_ids.repeat_interleave(n_exp, 0)
+    z_exp = torch.eye(n_exp).repeat(n_ids, 1)
+    noise = torch.randn(len(z_id), noise_dim, generator=g)
+    meshes = gen(z_id, z_exp, noise)
+    id_pred, exp_pred = classifier.predict(meshes)
+    id_pred = id_pred.reshape(n_ids, n_exp)
+    mode = torch.mode(id_pred, dim=1).values
+    # displacement from the generated neutral as z_exp is scaled, for one identity and expression
+    alphas = torch.linspace(0, 3, 13)
+    curve = {}
+    for e in (1, 2, 15):
+        if e >= n_exp:
+            continue
+        k = len(alphas)
+        sweep = gen(z_ids[:1].repeat(k, 1), torch.eye(n_exp)[e].repeat(k, 1) * alphas[:, None], noise[:1].repeat(k, 1))
+        neutral = gen(z_ids[:1], torch.eye(n_exp)[:1], noise[:1])
+        curve[e] = [float(vertex_errors_mm(m, neutral[0]).mean()) for m in sweep]
+    return {"expression_accuracy": float((exp_pred == torch.arange(n_exp).repeat(n_ids)).float().mean()),
+            "identity_accuracy": float((id_pred == torch.arange(n_ids)[:, None]).float().mean()),
+            "identity_consistency": float((id_pred == mode[:, None]).float().mean()),
+            "displacement_curve_mm": {"alphas": alphas.tolist(), **{str(k): v for k, v in curve.items()}},
+            "curves_monotonic": all(bool(np.all(np.diff(v) > -1e-3)) for v in curve.values())}
+
+
+def held_out_intensity(stored, source, sae: SupervisedAutoEncoder) -> dict:
+    """Held-out identities: encode neutral and intensity-1 meshes, scale the expression embedding's offset by
+    alpha, decode, and compare with the generator's own ground truth at alpha."""
+    out = {}
+    test = stored.splits["test"]
+    for alpha in HELD_OUT_INTENSITIES:
+        errs = []
+        for i in test:
+            meshes = torch.from_numpy(np.array(stored.vertices[i]))
+            with torch.no_grad():
+                mu_id, mu_exp = sae.encode(meshes)
+                mu = mu_exp[:1] + alpha * (mu_exp[1:] - mu_exp[:1])
+                pred = sae.decode(mu_id[:1].repeat(len(mu), 1), mu)
+            truth = torch.from_numpy(np.stack([source.mesh(int(i), e, alpha) for e in range(1, meshes.shape[0])]))
+            errs.append(float(vertex_errors_mm(pred, truth).mean()))
+        out[str(alpha)] = float(np.mean(errs))
+    return out
+
+
+def embedding_plots(stored, sae, ae, path: Path) -> None:
+    from train.sae import training_meshes
+    meshes, id_labels, exp_labels = training_meshes(stored)
+    panels = []
+    for name, model in (("SAE", sae), ("AE", ae)):
+        with torch.no_grad():
+            mu_id, mu_exp = model.encode(meshes)
+        panels.append(scatter_panel(tsne(mu_id.numpy()), id_labels.numpy(), f"{name} identity embedding (by id)"))
+        panels.append(scatter_panel(tsne(mu_exp.numpy()), exp_labels.numpy(), f"{name} expression emb. (by exp)"))
+    write_panels(panels, path)
+
+
+def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_dir: Path, source) -> dict:
+    from train.sae import training_meshes
+    sae, ae = load_sae(sae_dir), load_sae(ae_dir)
+    gen, z_ids, gan_cfg = load_generator(sae_dir, gan_dir)
+    z_kind = json.loads((gan_dir / "config.json").read_text())["cgan"]["z_id"]
+    meshes, id_labels, exp_labels = training_meshes(stored)
+    train = torch.from_numpy(np.array(stored.vertices[stored.splits["train"]]))
+    classifier = RealMeshClassifier(meshes, id_labels, exp_labels)
+    val = torch.from_numpy(np.array(stored.vertices[stored.splits["val"]])).reshape(-1, meshes.shape[1], 3)
+    _, val_exp = classifier.predict(val)
+    n_exp = train.shape[1]
+    results = {
+        "config": cfg["name"], "z_id": z_kind,
+        "reconstruction": reconstruction(stored, sae, ae),
+        "generation": generation(gen, z_ids, z_kind, gan_cfg.z_noise_dim, train),
+        "control": control(gen, z_ids, gan_cfg.z_noise_dim, classifier, n_exp),
+        "classifier_expression_accuracy_on_real_val": float(
+            (val_exp == torch.arange(n_exp).repeat(len(val) // n_exp)).float().mean()),
+        "held_out_intensity_mm": held_out_intensity(stored, source, sae),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    embedding_plots(stored, sae, ae, out_dir / "tsne.png")
+    write_text_atomic(out_dir / "report.json", json.dumps(results, indent=1))
+    write_text_atomic(out_dir / "report.md", report_markdown(results))
+    return results
+
+
+def report_markdown(r: dict) -> str:
+    lines = [f"# Shape model evaluation ({r['config']} config, {r['z_id']} z_id)", "",
+             f"Command: `python -m train evaluate --config {r['config']}`.", "",
+             "## Reconstruction of held-out (test) identities", "", "| model | mean mm | median mm |", "|---|---|---|"]
+    lines += [f"| {k} | {v['mean_mm']:.3f} | {v['median_mm']:.3f} |" for k, v in r["reconstruction"].items()]
+    lines += ["", "## Generation (the paper's Table 1: diversity normalised by the training data, specificity mm)", "",
+              "| intensity | DIV | DIV-ID | DIV-EXP | SP mm |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {v['DIV']:.3f} | {v['DIV-ID']:.3f} | {v['DIV-EXP']:.3f} | {v['SP_mm']:.3f} |"
+              for a, v in r["generation"].items()]
+    c = r["control"]
+    lines += ["", "## Control", "",
+              f"- expression accuracy of generated meshes: {c['expression_accuracy']:.3f} (the real-mesh classifier "
+              f"scores {r['classifier_expression_accuracy_on_real_val']:.3f} on real validation meshes)",
+              f"- identity accuracy (training z_id -> its identity): {c['identity_accuracy']:.3f}; identity "
+              f"consistency across the expressions of one z_id: {c['identity_consistency']:.3f}",
+              f"- displacement from neutral as z_exp is scaled by alpha, monotonic: {c['curves_monotonic']}",
+              "", "| alpha | " + " | ".join(f"exp {k}" for k in c["displacement_curve_mm"] if k != "alphas") + " |",
+              "|---|" + "---|" * (len(c["displacement_curve_mm"]) - 1)]
+    curve = c["displacement_curve_mm"]
+    for i, a in enumerate(curve["alphas"]):
+        lines.append(f"| {a:.2f} | " + " | ".join(f"{curve[k][i]:.2f}" for k in curve if k != "alphas") + " |")
+    lines += ["", "## Intensity on held-out identities against the generator's ground truth", "",
+              "SAE-encode neutral and intensity-1 meshes, scale the expression embedding's offset by alpha, decode.", "",
+              "| alpha | mean mm |", "|---|---|"]
+    lines += [f"| {a} | {v:.3f} |" for a, v in r["held_out_intensity_mm"].items()]
+    lines += ["", "## Embeddings", "", "![t-SNE of SAE and AE embeddings](tsne.png)", ""]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from train.config import data_config, load_config
+    from train.data.cli import output_root, set_dir
+    from train.data.synthetic_sets import StoredSet, SyntheticFaceScape
+
+    cfg = load_config(args.config)
+    data_cfg = data_config(cfg)
+    root = output_root(data_cfg.config_name)
+    stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
+    shape = root / "shape"
+    for run, cmd in ((shape / "sae", "sae"), (shape / "ae", "sae --unsupervised"), (shape / "cgan", "cgan")):
+        if not (run / "config.json").is_file():
+            raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")
+    results = evaluate(cfg, stored, shape / "sae", shape / "ae", shape / "cgan", root / "eval",
+                       SyntheticFaceScape(data_cfg))
+    print(report_markdown(results))
+    print(f"report: {root / 'eval' / 'report.md'}")
+    return 0
