@@ -17,7 +17,7 @@ class PCAModel:
     def __init__(self, train_meshes: torch.Tensor, components: int = 130):
         k = min(components, len(train_meshes) - 1)
         self.components = k
-        self.coder = MeshCoder(train_meshes.shape[1], k).fit(train_meshes)
+        self.coder = MeshCoder(train_meshes.shape[1], k).to(train_meshes.device).fit(train_meshes)
 
     @torch.no_grad()
     def reconstruct(self, meshes: torch.Tensor) -> torch.Tensor:
