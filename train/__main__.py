@@ -17,12 +17,16 @@ def main(argv=None) -> int:
     sae = sub.add_parser("sae", help="train the supervised auto-encoder (or, --unsupervised, the plain AE)")
     sae.add_argument("--config", default="quick")
     sae.add_argument("--unsupervised", action="store_true", help="drop the classification terms (the paper's AE)")
+    sae.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+                     help="holistic expressions, or action units (default: facescape)")
     sae.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/sae or .../ae)")
     sae.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     sae.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     cgan = sub.add_parser("cgan", help="train the conditional GANs on a trained SAE's embeddings")
     cgan.add_argument("--config", default="quick")
-    cgan.add_argument("--sae", help="SAE run folder (default: outputs/CONFIG/shape/sae)")
+    cgan.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+                      help="which SAE's embeddings, for the default folders (default: facescape)")
+    cgan.add_argument("--sae", help="SAE run folder (default: outputs/CONFIG/shape/sae, or sae_bp4d)")
     cgan.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/cgan)")
     cgan.add_argument("--resume", action="store_true")
     cgan.add_argument("--device", default="cpu")

@@ -6,7 +6,8 @@ D sees (mu_id, mu_exp): real pairs from the SAE's training embeddings, fake pair
 G_exp(z_id, z_exp, z_noise)). D maximises L_s + L_id + L_exp (real/fake, identity and expression heads, on real
 and fake). G_id minimises L_s - L_id and G_exp minimises L_s - L_exp: each generator gets the gradient of the
 adversarial term and of its own head only. z_id is a fixed code per training identity (Gaussian, or one-hot);
-z_exp is the expression's one-hot vector.
+z_exp is the expression's one-hot vector, or for an AU model the frame's action-unit intensities / 5 (and the
+expression heads regress them).
 Writes, in the run folder: config.json, log.csv, checkpoint.pt, and generators.safetensors (G_id, G_exp),
 discriminator.safetensors, z_id.safetensors (the codes of the training identities), cgan.json.
 """
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path, write_text_atomic
 from core.shape_networks import EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, ShapeNetConfig
+from train.losses import expression_loss
 from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 
@@ -56,20 +58,19 @@ def discriminator_loss(gan: ShapeGAN, real, fake, id_labels, exp_labels) -> dict
     rf_fake, id_fake, exp_fake = gan.d(fake[0].detach(), fake[1].detach())
     loss = (F.binary_cross_entropy_with_logits(rf_real, torch.ones_like(rf_real))
             + F.binary_cross_entropy_with_logits(rf_fake, torch.zeros_like(rf_fake))
-            + F.cross_entropy(id_real, id_labels) + F.cross_entropy(exp_real, exp_labels)
-            + F.cross_entropy(id_fake, id_labels) + F.cross_entropy(exp_fake, exp_labels))
+            + F.cross_entropy(id_real, id_labels) + expression_loss(exp_real, exp_labels)[0]
+            + F.cross_entropy(id_fake, id_labels) + expression_loss(exp_fake, exp_labels)[0])
     return {"d": loss, "acc_id_real": (id_real.argmax(1) == id_labels).float().mean(),
-            "acc_exp_real": (exp_real.argmax(1) == exp_labels).float().mean()}
+            "acc_exp_real": expression_loss(exp_real, exp_labels)[1]}
 
 
 def generator_losses(gan: ShapeGAN, fake, id_labels, exp_labels) -> dict:
     """G_id: L_s - L_id; G_exp: L_s - L_exp (as losses: the adversarial term plus its own head's CE)."""
     rf, id_logits, exp_logits = gan.d(*fake)
     adversarial = F.binary_cross_entropy_with_logits(rf, torch.ones_like(rf))
-    return {"g_id": adversarial + F.cross_entropy(id_logits, id_labels),
-            "g_exp": adversarial + F.cross_entropy(exp_logits, exp_labels),
-            "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(),
-            "acc_exp_fake": (exp_logits.argmax(1) == exp_labels).float().mean()}
+    exp_term, acc_exp = expression_loss(exp_logits, exp_labels)
+    return {"g_id": adversarial + F.cross_entropy(id_logits, id_labels), "g_exp": adversarial + exp_term,
+            "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp}
 
 
 def _step_generators(gan: ShapeGAN, losses: dict, optimizer: torch.optim.Optimizer) -> None:
@@ -114,7 +115,9 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
         start = int(state["epoch"])
     mu_id, mu_exp = torch.from_numpy(emb["mu_id"]).to(dev), torch.from_numpy(emb["mu_exp"]).to(dev)
     id_labels = torch.from_numpy(emb["id_labels"]).long().to(dev)
-    exp_labels = torch.from_numpy(emb["exp_labels"]).long().to(dev)
+    exp_labels = torch.from_numpy(emb["exp_labels"]).to(dev)
+    au = exp_labels.dtype.is_floating_point  # action-unit intensities / 5: z_exp is that vector itself
+    exp_labels = exp_labels if au else exp_labels.long()
     z_ids_dev, eye_exp = z_ids.to(dev), torch.eye(net_cfg.num_expressions, device=dev)
     bar = tqdm(range(start, gcfg.epochs), desc="cGAN epochs", disable=not (progress and place.is_main),
                initial=start, total=gcfg.epochs)
@@ -126,7 +129,7 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
         for b in range(0, len(order), gcfg.batch_size):
             idx = order[b:b + gcfg.batch_size]
             ids, exps = id_labels[idx], exp_labels[idx]
-            z_id, z_exp = z_ids_dev[ids], eye_exp[exps]
+            z_id, z_exp = z_ids_dev[ids], (exps if au else eye_exp[exps])
             d_terms = discriminator_loss(gan, (mu_id[idx], mu_exp[idx]), generate(gan, z_id, z_exp,
                                                                                   net_cfg.z_noise_dim), ids, exps)
             opt_d.zero_grad(set_to_none=True)
@@ -139,9 +142,9 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
             steps += 1
         row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}, "seconds": time.perf_counter() - started}
         if place.is_main:
+            run.log_row(row, epoch)  # before the checkpoint, as in train/sae.py
             run.save_checkpoint({"epoch": epoch + 1, "model": gan.state_dict(), "opt_g": opt_g.state_dict(),
                                  "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()})
-            run.log_row(row, epoch)
             bar.set_postfix(acc_exp_fake=f"{row['acc_exp_fake']:.2f}", acc_id_fake=f"{row['acc_id_fake']:.2f}")
     if place.is_main:
         export_cgan(gan.cpu(), z_ids, net_cfg, run.path)
@@ -165,11 +168,12 @@ def main(args) -> int:
     cfg = load_config(args.config)
     shape_section(cfg)
     root = output_root(cfg["name"]) / "shape"
-    sae_dir = Path(args.sae) if args.sae else root / "sae"
+    suffix = "_bp4d" if args.set == "bp4d" else ""
+    sae_dir = Path(args.sae) if args.sae else root / f"sae{suffix}"
     if not (sae_dir / "embeddings.npz").is_file():
         raise FileNotFoundError(f"{sae_dir}: no trained SAE (embeddings.npz); run `python -m train sae --config "
-                                f"{args.config}` first, or pass --sae")
-    path = train_cgan(cfg, sae_dir, Path(args.out) if args.out else root / "cgan", resume=args.resume,
+                                f"{args.config} --set {args.set}` first, or pass --sae")
+    path = train_cgan(cfg, sae_dir, Path(args.out) if args.out else root / f"cgan{suffix}", resume=args.resume,
                       device=args.device)
     print(f"cGAN run: {path}")
     return 0

@@ -25,13 +25,22 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path, write_text_atomic
 from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
+from train.data.expressions import AU_MAX_INTENSITY
+from train.losses import expression_loss
 from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 
 
 def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, V, 3) meshes of the training identities with identity labels 0..n_train-1 and expression labels."""
+    """(N, V, 3) meshes of the training identities, identity labels 0..n_train-1, and expression targets: class
+    indices for a FaceScape-like set, action-unit intensities / 5 (N, A) for a BP4D-like one."""
     train_ids = stored.splits["train"]
+    if getattr(stored, "kind", "facescape") == "bp4d":
+        frames = np.flatnonzero(np.isin(stored.frame_identity, train_ids))
+        meshes = torch.from_numpy(np.ascontiguousarray(stored.vertices[frames]))
+        id_labels = torch.from_numpy(np.searchsorted(train_ids, stored.frame_identity[frames])).long()
+        targets = torch.from_numpy(stored.au_intensities[frames] / AU_MAX_INTENSITY).float()
+        return meshes, id_labels, targets
     n_exp = stored.vertices.shape[1]
     meshes = torch.from_numpy(np.ascontiguousarray(stored.vertices[train_ids])).reshape(-1, stored.vertices.shape[2], 3)
     id_labels = torch.arange(len(train_ids)).repeat_interleave(n_exp)
@@ -40,8 +49,10 @@ def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def network_config(shape: dict, stored) -> ShapeNetConfig:
-    return ShapeNetConfig(num_vertices=stored.vertices.shape[2], num_identities=len(stored.splits["train"]),
-                          num_expressions=stored.vertices.shape[1], **shape["network"])
+    au = getattr(stored, "kind", "facescape") == "bp4d"
+    return ShapeNetConfig(num_vertices=stored.vertices.shape[-2], num_identities=len(stored.splits["train"]),
+                          num_expressions=len(stored.au_names) if au else stored.vertices.shape[1],
+                          expression_labels="au_intensities" if au else "classes", **shape["network"])
 
 
 def sae_loss(model, out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool) -> dict:
@@ -50,11 +61,10 @@ def sae_loss(model, out: dict, code, id_labels, exp_labels, sae_cfg, supervised:
     # the network). Vertex errors in mm are the evaluation's job.
     l1 = (out["recon_code"] - code).abs().mean()
     ce_id = F.cross_entropy(out["id_logits"], id_labels)
-    ce_exp = F.cross_entropy(out["exp_logits"], exp_labels)
-    total = l1 + (sae_cfg.id_weight * ce_id + sae_cfg.exp_weight * ce_exp if supervised else 0.0)
-    return {"loss": total, "l1": l1, "ce_id": ce_id, "ce_exp": ce_exp,
-            "acc_id": (out["id_logits"].argmax(1) == id_labels).float().mean(),
-            "acc_exp": (out["exp_logits"].argmax(1) == exp_labels).float().mean()}
+    exp_term, acc_exp = expression_loss(out["exp_logits"], exp_labels)
+    total = l1 + (sae_cfg.id_weight * ce_id + sae_cfg.exp_weight * exp_term if supervised else 0.0)
+    return {"loss": total, "l1": l1, "ce_id": ce_id, "exp_loss": exp_term,
+            "acc_id": (out["id_logits"].argmax(1) == id_labels).float().mean(), "acc_exp": acc_exp}
 
 
 def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, resume: bool = False,
@@ -107,8 +117,10 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
             # The coder (82 MB in the quick config) is a fixed function of the data: refitted on resume, not saved
             # every epoch.
             weights = {k: v for k, v in model.state_dict().items() if k in trainable}
-            run.save_checkpoint({"epoch": epoch + 1, "model": weights, "optimizer": optimizer.state_dict()})
+            # Log first: a kill between the two redoes this epoch and rewrites its row; the other order could
+            # lose the row of an epoch the checkpoint already holds.
             run.log_row(row, epoch)
+            run.save_checkpoint({"epoch": epoch + 1, "model": weights, "optimizer": optimizer.state_dict()})
             bar.set_postfix(l1=f"{row['l1']:.3f}", acc_id=f"{row['acc_id']:.2f}", acc_exp=f"{row['acc_exp']:.2f}")
     if dist_info.is_main:
         model.cpu().eval()
@@ -133,7 +145,8 @@ def write_embeddings(model: SupervisedAutoEncoder, meshes, id_labels, exp_labels
 
 
 def main(args) -> int:
-    """`python -m train sae`: build (or reuse) the FaceScape-like set of the config, then train."""
+    """`python -m train sae`: build (or reuse) the config's FaceScape-like (or, --set bp4d, BP4D-like) set, then
+    train."""
     from train.config import data_config, load_config
     from train.data.cli import output_root, set_dir
     from train.data.synthetic_sets import StoredSet, build_set
@@ -141,9 +154,9 @@ def main(args) -> int:
     cfg = load_config(args.config)
     data_cfg = data_config(cfg)
     shape_section(cfg)  # config errors before any work
-    stored = StoredSet(build_set("facescape", data_cfg, set_dir(data_cfg.config_name, "facescape")))
+    stored = StoredSet(build_set(args.set, data_cfg, set_dir(data_cfg.config_name, args.set)))
     out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "shape" / (
-        "ae" if args.unsupervised else "sae")
+        ("ae" if args.unsupervised else "sae") + ("_bp4d" if args.set == "bp4d" else ""))
     path = train_sae(cfg, stored, out, supervised=not args.unsupervised, resume=args.resume, device=args.device)
     print(f"{'AE' if args.unsupervised else 'SAE'} run: {path}")
     return 0
