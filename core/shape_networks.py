@@ -150,26 +150,51 @@ class SupervisedAutoEncoder(nn.Module):
                 "id_logits": self.id_classifier(mu_id), "exp_logits": self.exp_classifier(mu_exp)}
 
 
+class EmbeddingScale(nn.Module):
+    """The per-dimension mean and spread of the SAE's training embeddings (fixed buffers). The GANs work in
+    standardised units: the SAE's raw embeddings spread over tens of units, which lets G_id satisfy D's heads far
+    from the real clusters."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, embeddings: torch.Tensor) -> "EmbeddingScale":
+        self.mean.copy_(embeddings.mean(0))
+        self.std.copy_(embeddings.std(0).clamp_min(1e-6))
+        return self
+
+    def standardise(self, mu: torch.Tensor) -> torch.Tensor:
+        return (mu - self.mean) / self.std
+
+    def restore(self, standard: torch.Tensor) -> torch.Tensor:
+        return standard * self.std + self.mean
+
+
 class IdentityGenerator(nn.Module):
-    """G_id(z_id, z_noise) -> mu_id'."""
+    """G_id(z_id, z_noise) -> mu_id' (in the SAE's units)."""
 
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
         self.net = mlp([cfg.z_id_dim + cfg.z_noise_dim, *cfg.generator, cfg.id_dim])
+        self.scale = EmbeddingScale(cfg.id_dim)
 
     def forward(self, z_id: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z_id, z_noise], dim=1))
+        return self.scale.restore(self.net(torch.cat([z_id, z_noise], dim=1)))
 
 
 class ExpressionGenerator(nn.Module):
-    """G_exp(z_id, z_exp, z_noise) -> mu_exp': the expression as this identity performs it."""
+    """G_exp(z_id, z_exp, z_noise) -> mu_exp': the expression as this identity performs it (in the SAE's units)."""
 
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
         self.net = mlp([cfg.z_id_dim + cfg.z_exp_dim + cfg.z_noise_dim, *cfg.generator, cfg.exp_dim])
+        self.scale = EmbeddingScale(cfg.exp_dim)
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z_id, z_exp, z_noise], dim=1))
+        return self.scale.restore(self.net(torch.cat([z_id, z_exp, z_noise], dim=1)))
 
 
 class EmbeddingDiscriminator(nn.Module):
@@ -177,6 +202,7 @@ class EmbeddingDiscriminator(nn.Module):
 
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
+        self.id_scale, self.exp_scale = EmbeddingScale(cfg.id_dim), EmbeddingScale(cfg.exp_dim)
         self.trunk = mlp([cfg.id_dim + cfg.exp_dim, *cfg.discriminator], final_activation=True)
         width = cfg.discriminator[-1] if cfg.discriminator else cfg.id_dim + cfg.exp_dim
         self.real_fake = nn.Linear(width, 1)
@@ -184,5 +210,5 @@ class EmbeddingDiscriminator(nn.Module):
         self.expression = nn.Linear(width, cfg.num_expressions)
 
     def forward(self, mu_id: torch.Tensor, mu_exp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.trunk(torch.cat([mu_id, mu_exp], dim=1))
+        h = self.trunk(torch.cat([self.id_scale.standardise(mu_id), self.exp_scale.standardise(mu_exp)], dim=1))
         return self.real_fake(h).squeeze(1), self.identity(h), self.expression(h)

@@ -103,7 +103,12 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
         raise ValueError("the cGAN trains in one process; run `python -m train cgan` without torchrun")
 
     seed_everything(gcfg.seed)
-    gan = ShapeGAN(net_cfg).to(dev)
+    gan = ShapeGAN(net_cfg)
+    for key, g_scale, d_scale in (("mu_id", gan.g_id.scale, gan.d.id_scale),
+                                  ("mu_exp", gan.g_exp.scale, gan.d.exp_scale)):
+        g_scale.fit(torch.from_numpy(emb[key]))
+        d_scale.fit(torch.from_numpy(emb[key]))
+    gan.to(dev)
     opt_g = torch.optim.Adam([*gan.g_id.parameters(), *gan.g_exp.parameters()], lr=gcfg.lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(gan.d.parameters(), lr=gcfg.lr_d, betas=(0.5, 0.999))
     start = 0
