@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
-from train.cgan import ShapeGAN, discriminator_loss, generate, generator_losses
+from train.cgan import ShapeGAN, _step_generators, discriminator_loss, generate, generator_losses
 from train.config import data_config, load_config
 from train.sae import sae_loss
 from train.shape_config import shape_section
@@ -45,7 +45,7 @@ def sae_step_time(size: str, dev: torch.device, steps: int, batch: int) -> float
         if i == 2:
             _sync(dev)
             start = time.perf_counter()
-        terms = sae_loss(model, model(code), code, ids, exps, shape["sae"], True)
+        terms = sae_loss(model(code), code, ids, exps, shape["sae"], True)
         opt.zero_grad()
         terms["loss"].backward()
         opt.step()
@@ -71,10 +71,7 @@ def cgan_step_time(size: str, dev: torch.device, steps: int, batch: int) -> floa
         opt_d.zero_grad()
         d["d"].backward()
         opt_d.step()
-        g = generator_losses(gan, generate(gan, z_id, z_exp, net.z_noise_dim), ids, exps)
-        opt_g.zero_grad()
-        (g["g_id"] + g["g_exp"]).backward()
-        opt_g.step()
+        _step_generators(gan, generator_losses(gan, generate(gan, z_id, z_exp, net.z_noise_dim), ids, exps), opt_g)
     _sync(dev)
     return (time.perf_counter() - start) / steps
 
@@ -93,7 +90,7 @@ def check_cuda() -> str:
     out = {}
     for name, model, dev in (("cpu", cpu, "cpu"), ("cuda", gpu, "cuda")):
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        terms = sae_loss(model, model(code.to(dev)), code.to(dev), ids.to(dev), exps.to(dev), shape["sae"], True)
+        terms = sae_loss(model(code.to(dev)), code.to(dev), ids.to(dev), exps.to(dev), shape["sae"], True)
         opt.zero_grad()
         terms["loss"].backward()
         opt.step()

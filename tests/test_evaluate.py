@@ -27,7 +27,8 @@ def test_evaluate_reports_every_section(tmp_path):
     # scaling z_exp moves generated meshes further from the training data
     assert r["generation"]["10.0"]["SP_mm"] > r["generation"]["1.0"]["SP_mm"]
     assert 0 <= r["control"]["expression_accuracy"] <= 1 and 0 <= r["control"]["identity_consistency"] <= 1
-    assert set(r["held_out_intensity_mm"]) == {"0.5", "1.5", "2.0"}
+    assert set(r["held_out_intensity_mm"]) == {"0.5", "1.0", "1.5", "2.0"}
+    assert r["held_out_intensity_mm"]["1.0"]["vertex_linear_mm"] < 1e-4  # alpha 1 of the true meshes is exact
     text = (tmp_path / "eval/report.md").read_text()
     assert "| SAE |" in text and "DIV-ID" in text and "tsne.png" in text
     assert Image.open(tmp_path / "eval/tsne.png").width >= 4 * 300  # SAE and AE, identity and expression

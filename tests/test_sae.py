@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
+from train.evaluate import load_sae
 from train.sae import train_sae, training_meshes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +33,6 @@ def tiny(tmp_path_factory):
     return cfg, stored, folder
 
 
-def load_model(run: Path) -> SupervisedAutoEncoder:
-    model = SupervisedAutoEncoder(ShapeNetConfig.from_dict(json.loads((run / "sae.json").read_text())))
-    model.load_state_dict(load_file(run / "sae.safetensors"))
-    return model.eval()
-
-
 def log_rows(run: Path) -> list[dict]:
     with (run / "log.csv").open() as f:
         return list(csv.DictReader(f))
@@ -49,7 +43,7 @@ def test_sae_learns_and_each_head_predicts_its_own_labels(tiny, tmp_path):
     run = train_sae(cfg, stored, tmp_path / "sae", progress=False)
     rows = log_rows(run)
     assert len(rows) == 80 and float(rows[-1]["l1"]) < 0.5 * float(rows[0]["l1"])
-    model = load_model(run)
+    model = load_sae(run)
     meshes, id_labels, exp_labels = training_meshes(stored)
     with torch.no_grad():
         mu_id, mu_exp = model.encode(meshes)
@@ -96,7 +90,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
     (folder / "long.json").write_text(json.dumps(long_cfg))
     args = ["sae", "--config", str(folder / "long.json")]
     killed = _cli(args + ["--out", str(tmp_path / "killed")], folder)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline:
         if (tmp_path / "killed/log.csv").is_file() and len(log_rows(tmp_path / "killed")) >= 5:
             break
@@ -117,16 +111,29 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
-def test_data_parallel_with_torchrun_on_cpu(tiny, tmp_path):
-    cfg, stored, folder = tiny
+def _torchrun(args, cwd):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "train", "sae", "--config", cfg["_path"], "--out", str(tmp_path / "ddp")],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+                           "-m", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_data_parallel_with_torchrun_on_cpu(tiny, tmp_path):
+    cfg, stored, folder = tiny
+    _torchrun(["sae", "--config", cfg["_path"], "--out", str(tmp_path / "ddp")], folder)
     rows = log_rows(tmp_path / "ddp")
     assert len(rows) == 80 and float(rows[-1]["l1"]) < float(rows[0]["l1"])
-    model = load_model(tmp_path / "ddp")
+    model = load_sae(tmp_path / "ddp")
     meshes, id_labels, _ = training_meshes(stored)
     with torch.no_grad():
         assert (model.id_classifier(model.encode(meshes)[0]).argmax(1) == id_labels).float().mean() > 0.8
+
+
+def test_data_parallel_plain_autoencoder(tiny, tmp_path):
+    """The AE leaves its classification heads out of the loss; DDP must not wait for their gradients."""
+    cfg, _, folder = tiny
+    short = json.loads(Path(cfg["_path"]).read_text())
+    short["shape"]["sae"]["epochs"] = 3
+    (folder / "short.json").write_text(json.dumps(short))
+    _torchrun(["sae", "--unsupervised", "--config", str(folder / "short.json"), "--out", str(tmp_path / "ae")], folder)
+    assert len(log_rows(tmp_path / "ae")) == 3

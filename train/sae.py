@@ -55,7 +55,7 @@ def network_config(shape: dict, stored) -> ShapeNetConfig:
                           expression_labels="au_intensities" if au else "classes", **shape["network"])
 
 
-def sae_loss(model, out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool) -> dict:
+def sae_loss(out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool) -> dict:
     # L1 in the coder's normalised space: every vertex coordinate over the data's spread for the paper config; for
     # a config with a PCA code, the principal coordinates (decoding all 80k coordinates each step would cost 20x
     # the network). Vertex errors in mm are the evaluation's job.
@@ -85,10 +85,14 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
     optimizer = torch.optim.Adam(model.parameters(), lr=sae_cfg.lr)
     start_epoch = 0
     if state is not None:
-        model.load_state_dict(state["model"], strict=False)  # the coder is refitted, not checkpointed
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        if unexpected or any(not k.startswith("coder.") for k in missing):  # only the coder is refitted
+            raise ValueError(f"{out_dir}: checkpoint does not match the network (missing {missing}, "
+                             f"unexpected {unexpected})")
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
-    trained = DistributedDataParallel(model) if dist_info.active else model
+    # The plain AE leaves the classification heads out of its loss: DDP must not wait for their gradients.
+    trained = DistributedDataParallel(model, find_unused_parameters=not supervised) if dist_info.active else model
 
     with torch.no_grad():
         codes = model.coder.encode(meshes.to(dev))
@@ -105,7 +109,7 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
         for b in range(0, len(order), sae_cfg.batch_size):
             idx = order[b:b + sae_cfg.batch_size]
             out = trained(codes[idx])
-            terms = sae_loss(model, out, codes[idx], id_labels[idx], exp_labels[idx], sae_cfg, supervised)
+            terms = sae_loss(out, codes[idx], id_labels[idx], exp_labels[idx], sae_cfg, supervised)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

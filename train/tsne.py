@@ -43,8 +43,9 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
         exaggeration = 12.0 if it < 250 else 1.0
         q_num = 1 / (1 + torch.cdist(y, y) ** 2)
         q_num = q_num * (1 - torch.eye(n, dtype=q_num.dtype))
-        q = (q_num / q_num.sum()).clamp_min(1e-12)
-        loss = (exaggeration * p * torch.log(exaggeration * p / q)).sum()
+        # KL(E*p || q) up to constants, written so that E scales only the attraction (E*KL would only rescale
+        # the gradient, which Adam undoes)
+        loss = -(exaggeration * p * torch.log(q_num.clamp_min(1e-12))).sum() + torch.log(q_num.sum())
         opt.zero_grad()
         loss.backward()
         opt.step()
