@@ -137,3 +137,13 @@ def test_data_parallel_plain_autoencoder(tiny, tmp_path):
     (folder / "short.json").write_text(json.dumps(short))
     _torchrun(["sae", "--unsupervised", "--config", str(folder / "short.json"), "--out", str(tmp_path / "ae")], folder)
     assert len(log_rows(tmp_path / "ae")) == 3
+
+
+def test_data_parallel_start_failure_stops_every_rank(tiny, tmp_path):
+    cfg, _, folder = tiny
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "train", "sae", "--resume", "--config", cfg["_path"], "--out", str(tmp_path / "none")],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "--resume: no checkpoint" in proc.stderr

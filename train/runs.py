@@ -124,11 +124,25 @@ def open_run(out_dir: str | os.PathLike, snapshot: dict, resume: bool, device: s
     Rank 0 prepares the folder; the other ranks wait for it and read the same checkpoint."""
     run = RunFolder(out_dir)
     place, dev = init_distributed(resolve_device(device))
-    state = run.start(snapshot, resume) if place.is_main else None
-    if place.active:
-        dist.barrier()
-        if not place.is_main and resume:
-            state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    if not place.active:
+        return run, run.start(snapshot, resume), place, dev
+    # Rank 0 prepares the folder and tells the others how it went, so a refused start (an existing run, a
+    # changed config) stops every rank at once instead of leaving them in a barrier until the timeout.
+    outcome, state = ["ok"], None
+    if place.is_main:
+        try:
+            state = run.start(snapshot, resume)
+        except Exception as e:
+            outcome = [f"{type(e).__name__}: {e}"]
+            failure = e
+    dist.broadcast_object_list(outcome, src=0)
+    if outcome[0] != "ok":
+        shutdown_distributed()
+        if place.is_main:
+            raise failure
+        raise RuntimeError(f"rank 0 could not start the run: {outcome[0]}")
+    if not place.is_main and resume:
+        state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
     return run, state, place, dev
 
 
