@@ -3,7 +3,7 @@
     python -m train sae --config quick [--unsupervised] [--resume] [--device cpu|cuda|auto]
     torchrun --nproc_per_node 2 -m train sae --config paper     # data parallel (gloo on CPU, nccl on GPUs)
 
-Loss (Eq. 1): L1 reconstruction in the coder's normalised space (every vertex coordinate, or the PCA code for a
+Loss (Eq. 1): recon_weight * L1 reconstruction in the coder's normalised space (every vertex coordinate, or the PCA code for a
 config with code_dim) + id_weight * CE(identity head,
 identity label) + exp_weight * CE(expression head, expression label). Each head gets its own labels.
 Writes, in the run folder: config.json, log.csv, checkpoint.pt (every epoch), and at the end sae.safetensors
@@ -62,7 +62,7 @@ def sae_loss(out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool) 
     l1 = (out["recon_code"] - code).abs().mean()
     ce_id = F.cross_entropy(out["id_logits"], id_labels)
     exp_term, acc_exp = expression_loss(out["exp_logits"], exp_labels)
-    total = l1 + (sae_cfg.id_weight * ce_id + sae_cfg.exp_weight * exp_term if supervised else 0.0)
+    total = sae_cfg.recon_weight * l1 + (sae_cfg.id_weight * ce_id + sae_cfg.exp_weight * exp_term if supervised else 0.0)
     return {"loss": total, "l1": l1, "ce_id": ce_id, "exp_loss": exp_term,
             "acc_id": (out["id_logits"].argmax(1) == id_labels).float().mean(), "acc_exp": acc_exp}
 

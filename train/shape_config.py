@@ -14,6 +14,7 @@ class SAETrainConfig:
     epochs: int
     batch_size: int
     lr: float
+    recon_weight: float
     id_weight: float
     exp_weight: float
     seed: int
