@@ -42,3 +42,12 @@ def test_au_sae_and_cgan(tmp_path):
         _, _, au_real = d_net(torch.from_numpy(emb["mu_id"]), torch.from_numpy(emb["mu_exp"]))
     baseline = float((torch.from_numpy(emb["exp_labels"]) - torch.from_numpy(emb["exp_labels"]).mean(0)).abs().mean())
     assert float((au_real - torch.from_numpy(emb["exp_labels"])).abs().mean()) < 0.6 * baseline
+
+    # the evaluation: reconstruction rows, a regressor that beats predicting the mean, a report
+    from train.evaluate_au import evaluate_au
+    r = evaluate_au(cfg, stored, run, gan, tmp_path / "eval")
+    assert set(r["reconstruction"]) == {"SAE", "PCA-130"}
+    test_au = stored.au_intensities[np.isin(stored.frame_identity, stored.splits["test"])]
+    assert r["regressor_mae_levels_real_test"] < np.abs(test_au - test_au.mean(0)).mean()
+    assert np.isfinite(r["generated_mae_levels"]) and len(r["au_response_levels"]) == len(stored.au_names)
+    assert "## Control" in (tmp_path / "eval/report_au.md").read_text()

@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     cgan.add_argument("--device", default="cpu")
     ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
     ev.add_argument("--config", default="quick")
+    ev.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+                    help="the holistic model, or the action-unit model (default: facescape)")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":

@@ -286,8 +286,18 @@ def main(args) -> int:
     cfg = load_config(args.config)
     data_cfg = data_config(cfg)
     root = output_root(data_cfg.config_name)
-    stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
     shape = root / "shape"
+    if args.set == "bp4d":
+        from train.evaluate_au import evaluate_au, report_markdown as au_report
+        for run, cmd in ((shape / "sae_bp4d", "sae --set bp4d"), (shape / "cgan_bp4d", "cgan --set bp4d")):
+            if not (run / "config.json").is_file():
+                raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")
+        results = evaluate_au(cfg, StoredSet(set_dir(data_cfg.config_name, "bp4d")), shape / "sae_bp4d",
+                              shape / "cgan_bp4d", root / "eval")
+        print(au_report(results))
+        print(f"report: {root / 'eval' / 'report_au.md'}")
+        return 0
+    stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
     for run, cmd in ((shape / "sae", "sae"), (shape / "ae", "sae --unsupervised"), (shape / "cgan", "cgan")):
         if not (run / "config.json").is_file():
             raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")
