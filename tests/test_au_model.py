@@ -3,14 +3,12 @@ import json
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from core.shape_networks import EmbeddingDiscriminator, ShapeNetConfig
 from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.expressions import AU_MAX_INTENSITY
 from train.data.synthetic_sets import StoredSet, build_set
-from train.evaluate import load_sae
+from train.evaluate import load_discriminator, load_sae
 from train.sae import train_sae, training_meshes
 
 
@@ -34,9 +32,7 @@ def test_au_sae_and_cgan(tmp_path):
     err_levels = (au_pred - targets).abs() * AU_MAX_INTENSITY
     assert float(err_levels.mean()) < 0.5  # intensity levels
     gan = train_cgan(cfg, run, tmp_path / "gan", progress=False)
-    net = ShapeNetConfig.from_dict(json.loads((gan / "cgan.json").read_text()))
-    d_net = EmbeddingDiscriminator(net)
-    d_net.load_state_dict(load_file(gan / "discriminator.safetensors"))
+    d_net = load_discriminator(gan)
     emb = np.load(run / "embeddings.npz")
     with torch.no_grad():
         _, _, au_real = d_net(torch.from_numpy(emb["mu_id"]), torch.from_numpy(emb["mu_exp"]))

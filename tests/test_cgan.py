@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.shape_networks import EmbeddingDiscriminator, ShapeNetConfig
 from train import runs
 from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
+from train.evaluate import load_discriminator
 from train.sae import train_sae
 
 
@@ -33,9 +33,7 @@ def rows(run):
 def test_heads_learn_their_own_labels_and_generators_follow(sae_run, tmp_path):
     cfg, sae = sae_run
     run = train_cgan(cfg, sae, tmp_path / "gan", progress=False)
-    net = ShapeNetConfig.from_dict(json.loads((run / "cgan.json").read_text()))
-    d = EmbeddingDiscriminator(net)
-    d.load_state_dict(load_file(run / "discriminator.safetensors"))
+    d = load_discriminator(run)
     emb = np.load(sae / "embeddings.npz")
     with torch.no_grad():
         _, id_logits, exp_logits = d(torch.from_numpy(emb["mu_id"]), torch.from_numpy(emb["mu_exp"]))
@@ -46,7 +44,8 @@ def test_heads_learn_their_own_labels_and_generators_follow(sae_run, tmp_path):
     last = rows(run)[-1]
     assert float(last["acc_id_fake"]) > 0.9 and float(last["acc_exp_fake"]) > 0.6
     z = load_file(run / "z_id.safetensors")["z_id"]
-    assert z.shape == (int(emb["id_labels"].max()) + 1, net.z_id_dim)
+    cfg_z = json.loads((run / "cgan.json").read_text())["z_id_dim"]
+    assert z.shape == (int(emb["id_labels"].max()) + 1, cfg_z)
 
 
 def test_onehot_identity_codes(sae_run, tmp_path):

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 from core.atomic import write_text_atomic
 from core.shape_control import ShapeGenerator, expression_code
-from core.shape_networks import (ExpressionGenerator, IdentityGenerator, MeshCoder, ShapeNetConfig,
-                                 SupervisedAutoEncoder)
+from core.shape_networks import (EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, MeshCoder,
+                                 ShapeNetConfig, SupervisedAutoEncoder)
 from train.baselines import BilinearModel, PCAModel
 from train.tsne import scatter_panel, tsne, write_panels
 
@@ -43,6 +43,18 @@ def load_generator(sae_run: Path, gan_run: Path) -> tuple[ShapeGenerator, torch.
     g_exp.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("g_exp.")})
     z_ids = load_file(gan_run / "z_id.safetensors")["z_id"]
     return ShapeGenerator(load_sae(sae_run), g_id.eval(), g_exp.eval()), z_ids, cfg
+
+
+def load_discriminator(gan_run: Path) -> EmbeddingDiscriminator:
+    model = EmbeddingDiscriminator(ShapeNetConfig.from_dict(json.loads((gan_run / "cgan.json").read_text())))
+    model.load_state_dict(load_file(gan_run / "discriminator.safetensors"))
+    return model.eval()
+
+
+def reconstruction_table(rows: dict) -> list[str]:
+    """Markdown rows of {model: {mean_mm, median_mm}}."""
+    return ["| model | mean mm | median mm |", "|---|---|---|"] + [
+        f"| {k} | {v['mean_mm']:.3f} | {v['median_mm']:.3f} |" for k, v in rows.items()]
 
 
 def vertex_errors_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -249,8 +261,7 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
 def report_markdown(r: dict) -> str:
     lines = [f"# Shape model evaluation ({r['config']} config, {r['z_id']} z_id)", "",
              f"Command: `python -m train evaluate --config {r['config']}`.", "",
-             "## Reconstruction of held-out (test) identities", "", "| model | mean mm | median mm |", "|---|---|---|"]
-    lines += [f"| {k} | {v['mean_mm']:.3f} | {v['median_mm']:.3f} |" for k, v in r["reconstruction"].items()]
+             "## Reconstruction of held-out (test) identities", "", *reconstruction_table(r["reconstruction"])]
     lines += ["", "## Generation (the paper's Table 1: diversity normalised by the training data, specificity mm)", "",
               "| intensity | DIV | DIV-ID | DIV-EXP | SP mm |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {v['DIV']:.3f} | {v['DIV-ID']:.3f} | {v['DIV-EXP']:.3f} | {v['SP_mm']:.3f} |"

@@ -16,7 +16,7 @@ from core.atomic import write_text_atomic
 from core.shape_networks import MeshCoder
 from train.baselines import PCAModel
 from train.data.expressions import AU_MAX_INTENSITY
-from train.evaluate import load_generator, load_sae, vertex_errors_mm
+from train.evaluate import load_generator, load_sae, reconstruction_table, vertex_errors_mm
 
 
 class RealMeshAURegressor:
@@ -75,8 +75,7 @@ def evaluate_au(cfg: dict, stored, sae_dir: Path, gan_dir: Path, out_dir: Path, 
 def report_markdown(r: dict) -> str:
     lines = [f"# Action-unit shape model evaluation ({r['config']} config)", "",
              f"Command: `python -m train evaluate --config {r['config']} --set bp4d`.", "",
-             "## Reconstruction of held-out subjects' frames", "", "| model | mean mm | median mm |", "|---|---|---|"]
-    lines += [f"| {k} | {v['mean_mm']:.3f} | {v['median_mm']:.3f} |" for k, v in r["reconstruction"].items()]
+             "## Reconstruction of held-out subjects' frames", "", *reconstruction_table(r["reconstruction"])]
     lines += ["", "## Control", "",
               f"- generated meshes asked for held-out frames' AU intensities, read back by a ridge regressor trained on "
               f"real meshes: mean absolute error {r['generated_mae_levels']:.3f} intensity levels (the regressor on "
