@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from train import runs
+
 from train.config import data_config, load_config
 from train.data.ict import load_ict_model
 
@@ -23,7 +25,12 @@ def tiny_config_dict(**facescape) -> dict:
             "network": {"code_dim": 24, "id_encoder": [64], "exp_encoder": [64], "decoder": [64], "id_dim": 16,
                         "exp_dim": 8, "z_id_dim": 8, "z_noise_dim": 4, "generator": [32], "discriminator": [32]},
             "sae": {"epochs": 80, "batch_size": 16, "lr": 0.003, "recon_weight": 1.0, "id_weight": 1.0, "exp_weight": 1.0, "seed": 0},
-            "cgan": {"epochs": 60, "batch_size": 16, "lr_g": 0.002, "lr_d": 0.002, "seed": 0, "z_id": "gaussian"}}}
+            "cgan": {"epochs": 60, "batch_size": 16, "lr_g": 0.002, "lr_d": 0.002, "seed": 0, "z_id": "gaussian",
+                     "lr_decay_fraction": 0.0}},
+        "texture": {
+            "network": {"z_noise_dim": 16, "start_resolution": 8, "max_resolution": 16, "channels": [16, 16, 8]},
+            "train": {"epochs_per_phase": 1, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,
+                      "id_weight": 1.0, "exp_weight": 1.0, "ema_beta": 0.9, "seed": 0}}}
 
 
 @pytest.fixture
@@ -36,3 +43,16 @@ def tiny_config_path(tmp_path):
 @pytest.fixture
 def tiny_cfg(tiny_config_path):
     return data_config(load_config(tiny_config_path))
+
+
+def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
+    """Make every run raise KeyboardInterrupt right after logging `epoch` (after its row, before its checkpoint:
+    the worst moment for a kill). Undo with monkeypatch.undo()."""
+    original = runs.RunFolder.log_row
+
+    def crash(self, row, completed):
+        original(self, row, completed)
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.RunFolder, "log_row", crash)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train import runs
+from conftest import interrupt_after_epoch
 from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
@@ -58,21 +58,16 @@ def test_onehot_identity_codes(sae_run, tmp_path):
 
 def test_interrupted_and_resumed_equals_uninterrupted(sae_run, tmp_path, monkeypatch):
     cfg, sae = sae_run
-    short = dict(cfg, shape=dict(cfg["shape"], cgan=dict(cfg["shape"]["cgan"], epochs=8)))
+    short = dict(cfg, shape=dict(cfg["shape"], cgan=dict(cfg["shape"]["cgan"], epochs=8, lr_decay_fraction=0.5)))
     whole = train_cgan(short, sae, tmp_path / "whole", progress=False)
-    original = runs.RunFolder.log_row
-
-    def crash_after_epoch_4(self, row, completed):
-        original(self, row, completed)
-        if row["epoch"] == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs.RunFolder, "log_row", crash_after_epoch_4)
+    interrupt_after_epoch(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train_cgan(short, sae, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(runs.RunFolder, "log_row", original)
+    monkeypatch.undo()
     resumed = train_cgan(short, sae, tmp_path / "cut", resume=True, progress=False)
     assert [int(r["epoch"]) for r in rows(resumed)] == list(range(8))
+    # lr_decay_fraction 0.5: constant for 4 epochs, then linearly down, resumed mid-decay
+    assert [float(r["lr_factor"]) for r in rows(resumed)] == [1.0] * 5 + [0.75, 0.5, 0.25]
     for name in ("generators", "discriminator"):
         a, b = load_file(whole / f"{name}.safetensors"), load_file(resumed / f"{name}.safetensors")
         for k in a:

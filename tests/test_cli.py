@@ -88,3 +88,17 @@ def test_config_values_are_checked_with_the_file_named(tiny_config_path, tmp_pat
         bad.write_text(json.dumps(cfg))
         err = run(["data", "build", "--config", str(bad)], tmp_path, ok=False).stderr
         assert bad.name in err and message in err, err
+
+
+def test_shape_config_values_are_checked_with_the_file_named(tiny_config_path, tmp_path):
+    for section, field, value, message in [
+        ("cgan", "lr_decay_fraction", 1.5, "shape.cgan.lr_decay_fraction: expected a fraction in [0, 1]"),
+        ("cgan", "z_id", "uniform", "shape.cgan.z_id: expected 'gaussian' or 'onehot'"),
+        ("sae", "epochs", "ten", "shape.sae.epochs: expected int"),
+    ]:
+        cfg = json.loads(tiny_config_path.read_text())
+        cfg["shape"][section][field] = value
+        bad = tmp_path / f"bad_{field}.json"
+        bad.write_text(json.dumps(cfg))
+        err = run(["cgan" if section == "cgan" else "sae", "--config", str(bad)], tmp_path, ok=False).stderr
+        assert bad.name in err and message in err, err

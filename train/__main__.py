@@ -30,10 +30,19 @@ def main(argv=None) -> int:
     cgan.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/cgan)")
     cgan.add_argument("--resume", action="store_true")
     cgan.add_argument("--device", default="cpu")
+    tex = sub.add_parser("texture", help="train the conditional progressive GAN on the stored UV crops")
+    tex.add_argument("--config", default="quick")
+    tex.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+                     help="expression classes, or action units (default: facescape)")
+    tex.add_argument("--out", help="run folder (default: outputs/CONFIG/texture/texture)")
+    tex.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    tex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
     ev.add_argument("--config", default="quick")
     ev.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
                     help="the holistic model, or the action-unit model (default: facescape)")
+    evt = sub.add_parser("evaluate-texture", help="measure the trained texture model (SWD, control, grid)")
+    evt.add_argument("--config", default="quick")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
@@ -41,12 +50,18 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from train.demo import run_demo
             return run_demo(args.config)
+        if args.command == "evaluate-texture":
+            from train.evaluate_texture import main as evaluate_texture_main
+            return evaluate_texture_main(args)
         if args.command == "evaluate":
             from train.evaluate import main as evaluate_main
             return evaluate_main(args)
         if args.command == "cgan":
             from train.cgan import main as cgan_main
             return cgan_main(args)
+        if args.command == "texture":
+            from train.texture import main as texture_main
+            return texture_main(args)
         if args.command == "sae":
             from train.sae import main as sae_main
             return sae_main(args)

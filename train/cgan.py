@@ -73,6 +73,13 @@ def generator_losses(gan: ShapeGAN, fake, id_labels, exp_labels) -> dict:
             "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp}
 
 
+def learning_rate_factor(epoch: int, epochs: int, decay_fraction: float) -> float:
+    """1 until the last decay_fraction of the epochs, then falling linearly to 1/(decay epochs) at the last one."""
+    if decay_fraction <= 0:
+        return 1.0
+    return min(1.0, (epochs - epoch) / (decay_fraction * epochs))
+
+
 def _step_generators(gan: ShapeGAN, losses: dict, optimizer: torch.optim.Optimizer) -> None:
     """G_id follows L_s + CE_id only, G_exp follows L_s + CE_exp only (the paper's Eq. 3 and 4)."""
     optimizer.zero_grad(set_to_none=True)
@@ -127,6 +134,10 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
                initial=start, total=gcfg.epochs)
     for epoch in bar:
         started = time.perf_counter()
+        factor = learning_rate_factor(epoch, gcfg.epochs, gcfg.lr_decay_fraction)  # from the epoch: same after a resume
+        for optimizer, lr in ((opt_g, gcfg.lr_g), (opt_d, gcfg.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
         torch.manual_seed(gcfg.seed * 100003 + epoch + 50_000_017)  # z_noise: its own stream, same after a resume
         order = epoch_order(len(mu_id), gcfg.seed, epoch, place).to(dev)
         sums, steps = {}, 0
@@ -144,7 +155,8 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
             for k, v in {**d_terms, **g_terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             steps += 1
-        row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}, "seconds": time.perf_counter() - started}
+        row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}, "lr_factor": factor,
+               "seconds": time.perf_counter() - started}
         if place.is_main:
             run.log_row(row, epoch)  # before the checkpoint, as in train/sae.py
             run.save_checkpoint({"epoch": epoch + 1, "model": gan.state_dict(), "opt_g": opt_g.state_dict(),

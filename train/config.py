@@ -123,3 +123,34 @@ def data_config(cfg: dict) -> DataConfig:
     return DataConfig(cfg["name"], d["seed"], style,
                       _section(FaceScapeSetConfig, d["facescape"], f"{where}.facescape"),
                       _section(BP4DSetConfig, d["bp4d"], f"{where}.bp4d"))
+
+
+def typed_section(section: dict, cls, where: str):
+    """A dataclass from a JSON object whose fields are annotated "int", "float", "str" or "bool"; every field
+    required, unknown ones refused, each error naming where."""
+    out = {}
+    for name, typ in cls.__annotations__.items():
+        if name not in section:
+            raise ConfigError(f"{where}.{name}: missing")
+        value = section[name]
+        expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[typ]
+        if not isinstance(value, expected) or (isinstance(value, bool) and typ != "bool"):
+            raise ConfigError(f"{where}.{name}: expected {typ}, got {value!r}")
+        out[name] = value
+    unknown = set(section) - set(cls.__annotations__)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+    return cls(**out)
+
+
+def model_section(cfg: dict, key: str, network_fields) -> tuple[dict, dict, str]:
+    """(the model section, its `network` part with only known fields, the name errors start with)."""
+    where = f"{cfg.get('_path', cfg['name'])}: {key}"
+    section = cfg.get(key)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: section missing")
+    network = section.get("network", {})
+    unknown = set(network) - set(network_fields)
+    if unknown:
+        raise ConfigError(f"{where}.network: unknown field(s) {sorted(unknown)}; known: {list(network_fields)}")
+    return section, network, where

@@ -1,0 +1,191 @@
+"""The texture networks of 3DFaceCAM (section 3.2): a conditional progressive GAN (Karras et al. 2018).
+
+TextureGenerator(z_id, z_exp, z_noise) -> an RGB offset from the template crop, grown from start_resolution by
+doubling up to max_resolution; a new block fades in (alpha 0 -> 1) over the old output upsampled. Pixel norm after
+every convolution, equalised learning rate (weights drawn N(0, 1), scaled by He's constant at run time), LeakyReLU
+0.2. TextureDiscriminator mirrors it, with a minibatch standard-deviation channel before its last block and three
+heads: real/fake (a WGAN critic), identity classes, and expression classes (or action-unit intensities).
+
+Images are in [-1, 1] (0 = mid grey); the texture is template + offset, so a generator that outputs zeros gives
+the template itself. One definition for training and inference; widths come from TextureNetConfig.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TextureNetConfig:
+    num_identities: int
+    num_expressions: int
+    expression_labels: str = "classes"  # "classes" or "au_intensities", as for the shape model
+    z_id_dim: int = 20
+    z_noise_dim: int = 256
+    start_resolution: int = 16
+    max_resolution: int = 512
+    # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
+    channels: tuple[int, ...] = (256, 256, 256, 256, 128, 64, 64, 64)
+
+    def __post_init__(self):
+        if self.expression_labels not in ("classes", "au_intensities"):
+            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
+        for name in ("start_resolution", "max_resolution"):
+            r = getattr(self, name)
+            if r < 4 or r & (r - 1):
+                raise ValueError(f"TextureNetConfig.{name} must be a power of two >= 4, got {r}")
+        if self.start_resolution > self.max_resolution:
+            raise ValueError(f"start_resolution {self.start_resolution} exceeds max_resolution {self.max_resolution}")
+        if len(self.channels) != len(self.resolutions):
+            raise ValueError(f"TextureNetConfig.channels needs one width per resolution {self.resolutions} "
+                             f"({len(self.resolutions)}), got {len(self.channels)}")
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [4 * 2 ** i for i in range(int(math.log2(self.max_resolution // 4)) + 1)]
+
+    @property
+    def stages(self) -> list[int]:
+        """The resolutions training passes through: start_resolution, then each doubling."""
+        return [r for r in self.resolutions if r >= self.start_resolution]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.z_id_dim + self.num_expressions + self.z_noise_dim
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextureNetConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"TextureNetConfig: unknown field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def pixel_norm(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, n_in: int, n_out: int, gain: float = math.sqrt(2)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        self.scale = gain / math.sqrt(n_in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, n_in: int, n_out: int, kernel: int, gain: float = math.sqrt(2)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        self.scale = gain / math.sqrt(n_in * kernel * kernel)
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2)
+
+
+class _GeneratorBlock(nn.Module):
+    """Upsample x2, then two 3x3 convolutions, each followed by LeakyReLU and pixel norm."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.conv1, self.conv2 = EqualConv2d(n_in, n_out, 3), EqualConv2d(n_out, n_out, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return pixel_norm(_act(self.conv2(pixel_norm(_act(self.conv1(x))))))
+
+
+class TextureGenerator(nn.Module):
+    def __init__(self, cfg: TextureNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.dense = EqualLinear(cfg.latent_dim, 16 * c[0], gain=math.sqrt(2) / 4)
+        self.conv4 = EqualConv2d(c[0], c[0], 3)
+        self.blocks = nn.ModuleList(_GeneratorBlock(a, b) for a, b in zip(c[:-1], c[1:]))
+        self.to_rgb = nn.ModuleList(EqualConv2d(ch, 3, 1, gain=1.0) for ch in c)
+
+    def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
+                resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        """(B, 3, R, R) offsets from the template at resolution R (default max); alpha < 1 blends the newest block
+        in over the previous resolution's output upsampled."""
+        level = self.cfg.resolutions.index(resolution or self.cfg.max_resolution)
+        x = pixel_norm(torch.cat([z_id, z_exp, z_noise], dim=1))
+        x = pixel_norm(_act(self.dense(x).view(len(x), -1, 4, 4)))
+        x = pixel_norm(_act(self.conv4(x)))
+        previous = x
+        for block in self.blocks[:level]:
+            previous, x = x, block(x)
+        rgb = self.to_rgb[level](x)
+        if alpha < 1.0 and level > 0:
+            old = F.interpolate(self.to_rgb[level - 1](previous), scale_factor=2, mode="nearest")
+            rgb = old + alpha * (rgb - old)
+        return rgb
+
+
+class _DiscriminatorBlock(nn.Module):
+    """Two 3x3 convolutions with LeakyReLU, then average-pool /2."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.conv1, self.conv2 = EqualConv2d(n_in, n_in, 3), EqualConv2d(n_in, n_out, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(_act(self.conv2(_act(self.conv1(x)))), 2)
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Appends one channel: the mean standard deviation over groups of samples (Karras et al., section 3)."""
+    g = min(group, len(x))
+    while len(x) % g:
+        g -= 1
+    b, c, h, w = x.shape
+    std = x.view(g, -1, c, h, w).var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (b / g,)
+    return torch.cat([x, std.repeat(g).view(b, 1, 1, 1).expand(b, 1, h, w)], dim=1)
+
+
+class TextureDiscriminator(nn.Module):
+    def __init__(self, cfg: TextureNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.from_rgb = nn.ModuleList(EqualConv2d(3, ch, 1) for ch in c)
+        # blocks[i] takes resolution 8 * 2**i down to 4 * 2**i
+        self.blocks = nn.ModuleList(_DiscriminatorBlock(b, a) for a, b in zip(c[:-1], c[1:]))
+        self.conv4 = EqualConv2d(c[0] + 1, c[0], 3)
+        self.dense = EqualLinear(16 * c[0], c[0])
+        self.real_fake = EqualLinear(c[0], 1, gain=1.0)
+        self.identity = EqualLinear(c[0], cfg.num_identities, gain=1.0)
+        self.expression = EqualLinear(c[0], cfg.num_expressions, gain=1.0)
+
+    def forward(self, images: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images (B, 3, R, R) at any trained resolution -> (critic score (B,), identity logits, expression
+        logits)."""
+        level = self.cfg.resolutions.index(images.shape[-1])
+        x = _act(self.from_rgb[level](images))
+        if level > 0:
+            x = self.blocks[level - 1](x)
+            if alpha < 1.0:
+                old = _act(self.from_rgb[level - 1](F.avg_pool2d(images, 2)))
+                x = old + alpha * (x - old)
+            for block in reversed(self.blocks[:level - 1]):
+                x = block(x)
+        x = _act(self.conv4(minibatch_stddev(x)))
+        h = _act(self.dense(x.flatten(1)))
+        return self.real_fake(h).squeeze(1), self.identity(h), self.expression(h)

@@ -1,0 +1,151 @@
+"""The progressive texture GAN: growth and fade-in, WGAN-GP with class heads, shared z_id, resume after a kill."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file
+
+from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig, minibatch_stddev
+from conftest import interrupt_after_epoch
+from train.cgan import identity_codes
+from train.config import data_config, load_config
+from train.data.synthetic_sets import StoredSet, build_set
+from train.evaluate_texture import laplacian_pyramid, load_texture_generator, swd_per_level
+from train.texture import gradient_penalty, phases, train_texture
+
+
+def small_cfg(**kw) -> TextureNetConfig:
+    return TextureNetConfig(**{"num_identities": 3, "num_expressions": 4, "z_id_dim": 5, "z_noise_dim": 7,
+                               "start_resolution": 8, "max_resolution": 32, "channels": (16, 16, 8, 8), **kw})
+
+
+def codes(cfg, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, cfg.z_id_dim, generator=g), torch.eye(cfg.num_expressions)[torch.arange(n) % 4],
+            torch.randn(n, cfg.z_noise_dim, generator=g))
+
+
+def test_generator_grows_and_fades_in_from_the_previous_resolution():
+    cfg = small_cfg()
+    torch.manual_seed(0)
+    g = TextureGenerator(cfg)
+    z = codes(cfg)
+    for r in (4, 8, 16, 32):
+        assert g(*z, resolution=r).shape == (4, 3, r, r)
+    # alpha 0: exactly the previous resolution's image, upsampled; alpha 1: the new block alone
+    faded = g(*z, resolution=32, alpha=0.0)
+    torch.testing.assert_close(faded, F.interpolate(g(*z, resolution=16), scale_factor=2, mode="nearest"))
+    half = g(*z, resolution=32, alpha=0.5)
+    torch.testing.assert_close(half, 0.5 * faded + 0.5 * g(*z, resolution=32), rtol=1e-5, atol=1e-6)
+    assert phases(cfg) == [(8, "stable"), (16, "fade"), (16, "stable"), (32, "fade"), (32, "stable")]
+
+
+def test_discriminator_heads_and_fade_in():
+    cfg = small_cfg()
+    torch.manual_seed(0)
+    d = TextureDiscriminator(cfg)
+    for r in (8, 16, 32):
+        score, ids, exps = d(torch.randn(6, 3, r, r))
+        assert score.shape == (6,) and ids.shape == (6, 3) and exps.shape == (6, 4)
+    x = torch.randn(4, 3, 32, 32)
+    # alpha 0 at 32 px: the 16 px path on the pooled image
+    torch.testing.assert_close(d(x, alpha=0.0)[0], d(F.avg_pool2d(x, 2))[0], rtol=1e-5, atol=1e-5)
+
+
+def test_minibatch_stddev_sees_the_batch():
+    x = torch.zeros(4, 2, 3, 3)
+    assert minibatch_stddev(x)[:, -1].abs().max() < 1e-3
+    x[0] += 1.0
+    assert (minibatch_stddev(x)[:, -1] > 0.1).all()  # every sample of the group sees the spread
+
+
+def test_gradient_penalty_is_zero_for_a_unit_slope_critic():
+    class Linear(torch.nn.Module):
+        def forward(self, x, alpha=1.0):
+            return x.flatten(1)[:, 0] * 1.0, None, None
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    assert float(gradient_penalty(Linear(), real, fake, 1.0)) < 1e-10
+    class Steep(Linear):
+        def forward(self, x, alpha=1.0):
+            return x.flatten(1)[:, 0] * 3.0, None, None
+    assert float(gradient_penalty(Steep(), real, fake, 1.0)) == pytest.approx(4.0)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="channels needs one width per resolution"):
+        small_cfg(channels=(8, 8))
+    with pytest.raises(ValueError, match="max_resolution must be a power of two"):
+        small_cfg(max_resolution=48)
+
+
+def test_swd_tells_different_textures_apart():
+    g = torch.Generator().manual_seed(0)
+    smooth = F.avg_pool2d(torch.rand(40, 3, 68, 68, generator=g), 5, stride=1)[..., :64, :64] * 2 - 1
+    other = F.avg_pool2d(torch.rand(40, 3, 68, 68, generator=g), 5, stride=1)[..., :64, :64] * 2 - 1
+    noisy = torch.rand(40, 3, 64, 64, generator=g) * 2 - 1
+    assert [lv.shape[-1] for lv in laplacian_pyramid(smooth)] == [64, 32, 16]
+    same, different = swd_per_level(smooth, other), swd_per_level(smooth, noisy)
+    # the finest level holds the difference (pixel noise against smooth noise); the descriptors are normalised
+    # per set, so amplitude alone would not count
+    assert different[64] > 1.5 * same[64], (same, different)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from conftest import tiny_config_dict
+    folder = tmp_path_factory.mktemp("texture")
+    (folder / "tiny.json").write_text(json.dumps(tiny_config_dict()))
+    cfg = load_config(folder / "tiny.json")
+    return cfg, StoredSet(build_set("facescape", data_config(cfg), folder / "set", progress=False))
+
+
+def rows(run):
+    with (run / "log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_runs_every_phase_and_exports(tiny, tmp_path):
+    cfg, stored = tiny
+    run = train_texture(cfg, stored, tmp_path / "tex", progress=False)
+    log = rows(run)
+    assert [(int(r["resolution"]), r["phase"]) for r in log] == [(8, "stable"), (16, "fade"), (16, "stable")]
+    assert float(log[1]["alpha"]) == pytest.approx(1.0)  # the fade ends at alpha 1
+    for name in ("008_stable", "016_fade", "016_stable"):
+        grid = np.asarray(Image.open(run / "samples" / f"{name}.png"))
+        assert grid.std() > 1  # not blank
+    g, template = load_texture_generator(run)
+    assert template.shape == (1, 3, 16, 16)
+    # the z_id codes are the shape cGAN's: the same function, seed and kind as its config says
+    shape_cgan = cfg["shape"]["cgan"]
+    z = identity_codes(g.cfg.num_identities, g.cfg.z_id_dim, shape_cgan["z_id"], shape_cgan["seed"])
+    assert g.cfg.z_id_dim == cfg["shape"]["network"]["z_id_dim"] and z.shape[0] == len(stored.splits["train"])
+    weights = load_file(run / "texture.safetensors")
+    assert set(weights) == set(g.state_dict())
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny, tmp_path, monkeypatch):
+    cfg, stored = tiny
+    whole = train_texture(cfg, stored, tmp_path / "whole", progress=False)
+    interrupt_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train_texture(cfg, stored, tmp_path / "cut", progress=False)
+    monkeypatch.undo()
+    resumed = train_texture(cfg, stored, tmp_path / "cut", resume=True, progress=False)
+    assert [int(r["epoch"]) for r in rows(resumed)] == [0, 1, 2]
+    a, b = load_file(whole / "texture.safetensors"), load_file(resumed / "texture.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_a_set_without_textures_is_refused_with_the_fix(tiny, tmp_path):
+    cfg, stored = tiny
+    stored.textures, saved = None, stored.textures
+    try:
+        with pytest.raises(ValueError, match="store_textures"):
+            train_texture(cfg, stored, tmp_path / "none", progress=False)
+    finally:
+        stored.textures = saved

@@ -1,0 +1,227 @@
+"""Evaluate a trained texture GAN: `python -m train evaluate-texture --config quick` -> texture_report.md + PNGs.
+
+  realism      sliced Wasserstein distance (Karras et al. 2018, appendix D) between 7x7 patches of the Laplacian
+               pyramids of generated and training textures, per pyramid level, x 1e3; beside it the same distance
+               between held-out real textures and the training ones (what "as real as real" scores)
+  control      expression accuracy of generated textures under a classifier trained on real training textures
+               (its accuracy on real held-out textures beside it); skin-tone bin accuracy (the identity's melanin
+               quartile, from the data generator) under a real-texture classifier; identity consistency: the share
+               of one z_id's expressions that a real-texture identity classifier gives the same identity
+  grid.png     identities x expressions at intensities 0.5, 1, 1.5 (rows: identity and intensity)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from core.atomic import write_png_atomic, write_text_atomic
+from core.texture_networks import TextureGenerator, TextureNetConfig
+from train.texture import downsample, image_grid, to_uint8, to_unit_range
+
+
+def load_texture_generator(run: Path) -> tuple[TextureGenerator, torch.Tensor]:
+    """(the moving-average generator, the template crop in [-1, 1] as (1, 3, R, R))."""
+    g = TextureGenerator(TextureNetConfig.from_dict(json.loads((run / "texture.json").read_text())))
+    g.load_state_dict(load_file(run / "texture.safetensors"))
+    from PIL import Image
+    template = to_unit_range(np.asarray(Image.open(run / "template_crop.png").convert("RGB")))[None]
+    return g.eval(), downsample(template, g.cfg.max_resolution)
+
+
+# --- sliced Wasserstein distance on Laplacian pyramids -------------------------------------------------------
+
+def _blur_down(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k2, groups=x.shape[1])[..., ::2, ::2]
+
+
+def laplacian_pyramid(x: torch.Tensor, min_resolution: int = 16) -> list[torch.Tensor]:
+    levels = []
+    while x.shape[-1] > min_resolution:
+        down = _blur_down(x)
+        levels.append(x - F.interpolate(down, scale_factor=2, mode="bilinear", align_corners=False))
+        x = down
+    return levels + [x]
+
+
+def _patches(level: torch.Tensor, per_image: int, g: torch.Generator) -> torch.Tensor:
+    n, c, h, w = level.shape
+    ys = torch.randint(0, h - 6, (n, per_image), generator=g)
+    xs = torch.randint(0, w - 6, (n, per_image), generator=g)
+    off = torch.arange(7)
+    rows = (ys[..., None, None] + off[:, None]).expand(n, per_image, 7, 7)
+    cols = (xs[..., None, None] + off[None, :]).expand(n, per_image, 7, 7)
+    batch = torch.arange(n)[:, None, None, None].expand_as(rows)
+    return level.permute(0, 2, 3, 1)[batch, rows, cols].reshape(n * per_image, -1)
+
+
+def _normalise(desc: torch.Tensor) -> torch.Tensor:
+    d = desc.view(len(desc), 7 * 7, -1)
+    d = (d - d.mean((0, 1))) / d.std((0, 1)).clamp_min(1e-8)  # per colour channel, as in the official code
+    return d.reshape(len(desc), -1)
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, g: torch.Generator, directions: int = 512,
+                       repeats: int = 4) -> float:
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    total = 0.0
+    for _ in range(repeats):
+        d = torch.randn(a.shape[1], directions, generator=g)
+        d /= d.norm(dim=0, keepdim=True)
+        pa, pb = torch.sort(a @ d, dim=0).values, torch.sort(b @ d, dim=0).values
+        total += float((pa - pb).abs().mean())
+    return total / repeats
+
+
+def swd_per_level(x: torch.Tensor, y: torch.Tensor, seed: int = 0, per_image: int = 64) -> dict[int, float]:
+    """{level resolution: SWD x 1e3} between image batches (N, 3, R, R) in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for lx, ly in zip(laplacian_pyramid(x), laplacian_pyramid(y)):
+        out[lx.shape[-1]] = 1e3 * sliced_wasserstein(_normalise(_patches(lx, per_image, g)),
+                                                     _normalise(_patches(ly, per_image, g)), g)
+    return out
+
+
+# --- classifiers trained on real textures ---------------------------------------------------------------------
+
+class RealTextureClassifier:
+    """A linear classifier on the leading principal components of real textures (at the model's resolution)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, components: int = 200, seed: int = 0):
+        x = images.flatten(1)
+        self.mean = x.mean(0)
+        _, _, v = torch.pca_lowrank(x - self.mean, q=min(components, len(x) - 1), center=False,
+                                    niter=4)
+        self.basis = v
+        codes = (x - self.mean) @ v
+        self.std = codes.std(0).clamp_min(1e-8)
+        torch.manual_seed(seed)
+        self.head = torch.nn.Linear(v.shape[1], int(labels.max()) + 1)
+        opt = torch.optim.Adam(self.head.parameters(), lr=0.01)
+        for _ in range(400):
+            opt.zero_grad()
+            F.cross_entropy(self.head(codes / self.std), labels).backward()
+            opt.step()
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(((images.flatten(1) - self.mean) @ self.basis) / self.std).argmax(1)
+
+
+def _real(stored, split: str, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids = stored.splits[split]
+    crops = np.asarray(stored.textures[ids])  # (n, E, R, R, 3)
+    n, e = crops.shape[:2]
+    x = downsample(to_unit_range(crops.reshape(n * e, *crops.shape[2:])), resolution)
+    return x, torch.from_numpy(ids).repeat_interleave(e), torch.arange(e).repeat(n)
+
+
+@torch.no_grad()
+def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, noise: torch.Tensor | None = None,
+                      batch: int = 64) -> torch.Tensor:
+    if noise is None:
+        noise = torch.randn(len(z_id), g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(0))
+    return torch.cat([template + g(z_id[i:i + batch], z_exp[i:i + batch], noise[i:i + batch])
+                      for i in range(0, len(z_id), batch)])
+
+
+def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Path) -> dict:
+    g, template = load_texture_generator(run)
+    res, n_exp = g.cfg.max_resolution, g.cfg.num_expressions
+    train_x, train_person, train_exp = _real(stored, "train", res)
+    held_x, held_person, held_exp = _real(stored, "test", res)
+    n_ids = len(z_ids)
+    fake = generate_textures(g, template, z_ids.repeat_interleave(n_exp, 0), torch.eye(n_exp).repeat(n_ids, 1))
+    fake_exp = torch.arange(n_exp).repeat(n_ids)
+
+    exp_clf = RealTextureClassifier(train_x, train_exp)
+    bins = lambda persons: torch.tensor([source.skin(int(p)).skin_tone_bin for p in persons])
+    tone_clf = RealTextureClassifier(train_x, bins(train_person))
+    id_labels = torch.from_numpy(np.searchsorted(stored.splits["train"], train_person.numpy()))
+    id_clf = RealTextureClassifier(train_x, id_labels)
+    id_pred = id_clf.predict(fake).reshape(n_ids, n_exp)
+    mode = torch.mode(id_pred, dim=1).values
+    train_tone = bins(stored.splits["train"]).repeat_interleave(n_exp)
+    results = {
+        "resolution": res,
+        "swd_generated_vs_train": swd_per_level(fake, train_x[:len(fake)]),
+        "swd_heldout_real_vs_train": swd_per_level(held_x, train_x[:len(held_x)]),
+        "expression_accuracy": float((exp_clf.predict(fake) == fake_exp).float().mean()),
+        "expression_accuracy_real_heldout": float((exp_clf.predict(held_x) == held_exp).float().mean()),
+        "skin_tone_accuracy": float((tone_clf.predict(fake) == train_tone).float().mean()),
+        "skin_tone_accuracy_real_heldout": float((tone_clf.predict(held_x) == bins(held_person)).float().mean()),
+        "identity_accuracy": float((id_pred == torch.arange(n_ids)[:, None]).float().mean()),
+        "identity_consistency": float((id_pred == mode[:, None]).float().mean()),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_png_atomic(out_dir / "texture_grid.png", intensity_grid(g, template, z_ids))
+    write_text_atomic(out_dir / "texture_report.json", json.dumps(results, indent=1))
+    write_text_atomic(out_dir / "texture_report.md", report_markdown(results))
+    return results
+
+
+def intensity_grid(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, identities: int = 3,
+                   expressions: int = 6, intensities=(0.5, 1.0, 1.5)) -> np.ndarray:
+    n_exp = g.cfg.num_expressions
+    ids = torch.arange(min(identities, len(z_ids)))
+    exps = torch.arange(min(expressions, n_exp))
+    rows = [(i, a) for i in ids for a in intensities]
+    z_id = torch.stack([z_ids[i] for i, _ in rows for _ in exps])
+    z_exp = torch.stack([torch.eye(n_exp)[e] * a for _, a in rows for e in exps])
+    # one noise draw per identity: within an identity's rows only the expression code changes
+    noise = torch.randn(len(ids), g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(0))
+    per_row = torch.stack([noise[i] for i, _ in rows for _ in exps])
+    images = generate_textures(g, template, z_id, z_exp, per_row)
+    return image_grid(to_uint8(images), (len(rows), len(exps)))
+
+
+def report_markdown(r: dict) -> str:
+    levels = list(r["swd_generated_vs_train"])
+    lines = ["# Texture model evaluation", "", "Command: `python -m train evaluate-texture --config CONFIG`.", "",
+             f"## Realism: sliced Wasserstein distance x 1e3 per Laplacian pyramid level ({r['resolution']} px "
+             f"crops; lower is better)", "",
+             "| | " + " | ".join(f"{lv} px" for lv in levels) + " |", "|---|" + "---|" * len(levels),
+             "| generated vs training | " + " | ".join(f"{r['swd_generated_vs_train'][lv]:.1f}" for lv in levels) + " |",
+             "| held-out real vs training | " + " | ".join(f"{r['swd_heldout_real_vs_train'][lv]:.1f}"
+                                                        for lv in levels) + " |",
+             "", "## Control (classifiers trained on real training textures)", "",
+             f"- expression accuracy of generated textures: {r['expression_accuracy']:.3f} (real held-out: "
+             f"{r['expression_accuracy_real_heldout']:.3f})",
+             f"- skin-tone bin accuracy: {r['skin_tone_accuracy']:.3f} (real held-out: "
+             f"{r['skin_tone_accuracy_real_heldout']:.3f})",
+             f"- identity accuracy: {r['identity_accuracy']:.3f}; identity consistency across expressions: "
+             f"{r['identity_consistency']:.3f}", "",
+             "![identities x expressions at intensity 0.5, 1, 1.5](texture_grid.png)", ""]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from train.cgan import identity_codes
+    from train.config import data_config, load_config
+    from train.data.cli import output_root, set_dir
+    from train.data.synthetic_sets import StoredSet, SyntheticFaceScape
+    from train.shape_config import shape_section
+
+    cfg = load_config(args.config)
+    data_cfg = data_config(cfg)
+    root = output_root(data_cfg.config_name)
+    run = root / "texture" / "texture"
+    if not (run / "texture.safetensors").is_file():
+        raise FileNotFoundError(f"{run}: no trained texture model; run `python -m train texture --config "
+                                f"{args.config}` first")
+    stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
+    cgan = shape_section(cfg)["cgan"]
+    g_cfg = json.loads((run / "texture.json").read_text())
+    z_ids = identity_codes(g_cfg["num_identities"], g_cfg["z_id_dim"], cgan.z_id, cgan.seed)
+    results = evaluate_texture(stored, SyntheticFaceScape(data_cfg), run, z_ids, root / "eval")
+    print(report_markdown(results))
+    print(f"report: {root / 'eval' / 'texture_report.md'}")
+    return 0

@@ -1,0 +1,310 @@
+"""Train the conditional progressive texture GAN (section 3.2) on the frontal UV crops of a synthetic set.
+
+    python -m train texture --config quick [--set facescape|bp4d] [--resume] [--device cpu|cuda|auto]
+    torchrun --nproc_per_node 2 -m train texture --config paper     # data parallel
+
+Schedule: start_resolution trains stable for epochs_per_phase epochs; every doubling then fades in (alpha 0 -> 1,
+for the real images too) for one phase and trains stable for another. Loss: WGAN-GP (lambda = gp_weight) with
+Karras et al.'s drift term, plus identity and expression terms: the critic's class heads learn on real textures,
+the generator is scored by them on its own. z_id is the shape cGAN's code of each training identity (the same
+function and seed, so a face's mesh and texture come from one code), z_exp the expression's one-hot vector (or a
+frame's action-unit intensities / 5), z_noise 256-d.
+
+Data parallel: every rank takes an equal shard of each epoch and the gradients are averaged by an all-reduce after
+each backward. Not DistributedDataParallel: the gradient penalty differentiates the critic twice, which DDP's
+hooks do not support.
+
+Writes, in the run folder: config.json, log.csv, checkpoint.pt (every epoch), samples/RES_PHASE.png (a grid of
+identities x expressions at the end of every phase) and at the end texture.safetensors (the moving-average
+generator, which is what sampling uses), texture_discriminator.safetensors, texture.json (network config),
+template_crop.png (what the generator's output is added to).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from core.atomic import atomic_path, write_png_atomic, write_text_atomic
+from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig
+from train.cgan import identity_codes
+from train.data.expressions import AU_MAX_INTENSITY
+from train.losses import expression_loss
+from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
+from train.shape_config import shape_section
+from train.texture_config import texture_section
+
+
+def training_textures(stored) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(N, R, R, 3) uint8 crops of the training identities (memory-mapped rows), identity labels, and expression
+    targets: class indices, or action-unit intensities / 5 for a BP4D-like set."""
+    require_stored_textures(stored)
+    train_ids = stored.splits["train"]
+    if getattr(stored, "kind", "facescape") == "bp4d":
+        frames = np.flatnonzero(np.isin(stored.frame_identity, train_ids))
+        ids = torch.from_numpy(np.searchsorted(train_ids, stored.frame_identity[frames])).long()
+        targets = torch.from_numpy(stored.au_intensities[frames] / AU_MAX_INTENSITY).float()
+        return _Rows(stored.textures, frames), ids, targets
+    n_exp = stored.textures.shape[1]
+    rows = (train_ids[:, None] * n_exp + np.arange(n_exp)).reshape(-1)
+    flat = stored.textures.reshape(-1, *stored.textures.shape[2:])
+    return _Rows(flat, rows), torch.arange(len(train_ids)).repeat_interleave(n_exp), torch.arange(n_exp).repeat(
+        len(train_ids))
+
+
+def require_stored_textures(stored) -> None:
+    if stored.textures is None:
+        raise ValueError(f"{stored.path}: this set stores no textures; set store_textures to true in the config's "
+                         f"data section and rebuild it (the texture model trains on stored crops)")
+
+
+class _Rows:
+    """A row subset of a (memory-mapped) array, read a batch at a time."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray):
+        self.array, self.rows = array, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def resolution(self) -> int:
+        return self.array.shape[1]
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.asarray(self.array[self.rows[index]])
+
+
+def to_unit_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (..., R, R, 3) -> float (..., 3, R, R) in [-1, 1]."""
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).div(127.5).sub(1)
+    return x.movedim(-1, -3)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (..., 3, R, R) in [-1, 1] -> uint8 (..., R, R, 3)."""
+    return images.movedim(-3, -1).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    if images.shape[-1] == resolution:
+        return images
+    return F.avg_pool2d(images, images.shape[-1] // resolution)
+
+
+def phases(cfg: TextureNetConfig) -> list[tuple[int, str]]:
+    """(resolution, 'stable' | 'fade') in training order."""
+    out = [(cfg.stages[0], "stable")]
+    for r in cfg.stages[1:]:
+        out += [(r, "fade"), (r, "stable")]
+    return out
+
+
+def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
+    require_stored_textures(stored)
+    au = getattr(stored, "kind", "facescape") == "bp4d"
+    n_ids = len(stored.splits["train"])
+    cgan = shape["cgan"]
+    if cgan is None:
+        raise ValueError(f"{shape['where']}.cgan: missing (the texture model shares the shape cGAN's z_id codes)")
+    z_id_dim = n_ids if cgan.z_id == "onehot" else shape["network"].get("z_id_dim", 20)
+    cfg = TextureNetConfig(num_identities=n_ids,
+                           num_expressions=len(stored.au_names) if au else stored.textures.shape[1],
+                           expression_labels="au_intensities" if au else "classes", z_id_dim=z_id_dim,
+                           **{k: tuple(v) if isinstance(v, list) else v for k, v in texture["network"].items()})
+    if cfg.max_resolution > stored.textures.shape[-2]:
+        raise ValueError(f"{texture['where']}.network.max_resolution {cfg.max_resolution} exceeds the stored crops' "
+                         f"{stored.textures.shape[-2]} px in {stored.path}")
+    return cfg
+
+
+def gradient_penalty(d: TextureDiscriminator, real: torch.Tensor, fake: torch.Tensor, alpha: float) -> torch.Tensor:
+    eps = torch.rand(len(real), 1, 1, 1, device=real.device)
+    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(mixed, alpha)[0].sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def critic_loss(d, real, fake, id_labels, exp_targets, alpha: float, tcfg) -> dict:
+    score_real, id_real, exp_real = d(real, alpha)
+    score_fake = d(fake.detach(), alpha)[0]
+    exp_term, acc_exp = expression_loss(exp_real, exp_targets)
+    wasserstein = score_fake.mean() - score_real.mean()
+    loss = (wasserstein + tcfg.gp_weight * gradient_penalty(d, real, fake.detach(), alpha)
+            + tcfg.drift_weight * score_real.pow(2).mean()
+            + tcfg.id_weight * F.cross_entropy(id_real, id_labels) + tcfg.exp_weight * exp_term)
+    return {"d": loss, "wasserstein": -wasserstein, "acc_id_real": (id_real.argmax(1) == id_labels).float().mean(),
+            "acc_exp_real": acc_exp}
+
+
+def generator_loss(d, fake, id_labels, exp_targets, alpha: float, tcfg) -> dict:
+    score, id_logits, exp_logits = d(fake, alpha)
+    exp_term, acc_exp = expression_loss(exp_logits, exp_targets)
+    loss = -score.mean() + tcfg.id_weight * F.cross_entropy(id_logits, id_labels) + tcfg.exp_weight * exp_term
+    return {"g": loss, "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp}
+
+
+def _average_gradients(module: torch.nn.Module, world_size: int) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+
+
+@torch.no_grad()
+def _update_ema(ema: TextureGenerator, g: TextureGenerator, beta: float) -> None:
+    for pe, p in zip(ema.parameters(), g.parameters()):
+        pe.lerp_(p, 1 - beta)
+
+
+def sample_codes(n_ids: int, num_expressions: int, z_ids: torch.Tensor, noise_dim: int, au: bool, seed: int = 0):
+    """The fixed grid the sample PNGs show: up to 4 identities x up to 6 expressions (AU models: single units at
+    intensity 3)."""
+    ids = torch.arange(min(4, n_ids))
+    exps = torch.arange(min(6, num_expressions))
+    z_exp = torch.eye(num_expressions)[exps] * (3 / AU_MAX_INTENSITY if au else 1.0)
+    noise = torch.randn(len(ids), noise_dim, generator=torch.Generator().manual_seed(seed))
+    return (z_ids[ids].repeat_interleave(len(exps), 0), z_exp.repeat(len(ids), 1),
+            noise.repeat_interleave(len(exps), 0), (len(ids), len(exps)))
+
+
+def image_grid(images: np.ndarray, shape: tuple[int, int], cell: int = 96) -> np.ndarray:
+    """(N, R, R, 3) uint8 -> one (rows*cell, cols*cell, 3) image, nearest-neighbour upscaled."""
+    rows, cols = shape
+    r = images.shape[1]
+    k = max(1, cell // r)
+    big = images.repeat(k, axis=1).repeat(k, axis=2)
+    return big.reshape(rows, cols, r * k, r * k, 3).transpose(0, 2, 1, 3, 4).reshape(rows * r * k, cols * r * k, 3)
+
+
+def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
+                  progress: bool = True) -> Path:
+    texture, shape = texture_section(cfg), shape_section(cfg)
+    tcfg = texture["train"]
+    net_cfg = network_config(texture, shape, stored)
+    au = net_cfg.expression_labels == "au_intensities"
+    snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}
+    run, state, place, dev = open_run(out_dir, snapshot, resume, device)
+
+    seed_everything(tcfg.seed)
+    images, id_labels, exp_targets = training_textures(stored)
+    z_ids = identity_codes(net_cfg.num_identities, net_cfg.z_id_dim, shape["cgan"].z_id, shape["cgan"].seed)
+    template = to_unit_range(stored.template_texture("crop"))[None]
+    g, d, g_ema = TextureGenerator(net_cfg), TextureDiscriminator(net_cfg), TextureGenerator(net_cfg)
+    g_ema.load_state_dict(g.state_dict())
+    for m in (g, d, g_ema):
+        m.to(dev)
+    opt_g = torch.optim.Adam(g.parameters(), lr=tcfg.lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_d = torch.optim.Adam(d.parameters(), lr=tcfg.lr, betas=(0.0, 0.99), eps=1e-8)
+    start = 0
+    if state is not None:
+        for m, key in ((g, "g"), (d, "d"), (g_ema, "g_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            m.load_state_dict(state[key])
+        start = int(state["epoch"])
+    schedule = phases(net_cfg)
+    epochs = len(schedule) * tcfg.epochs_per_phase
+    n = len(images)
+    steps_per_epoch = math.ceil((n - n % place.world_size) // place.world_size / tcfg.batch_size)
+    templates = {r: downsample(template, r).to(dev) for r in net_cfg.stages}
+    z_ids_dev, eye = z_ids.to(dev), torch.eye(net_cfg.num_expressions, device=dev)
+    grid_codes = sample_codes(net_cfg.num_identities, net_cfg.num_expressions, z_ids, net_cfg.z_noise_dim, au)
+    bar = tqdm(range(start, epochs), desc="texture epochs", disable=not (progress and place.is_main),
+               initial=start, total=epochs)
+    for epoch in bar:
+        started = time.perf_counter()
+        resolution, kind = schedule[epoch // tcfg.epochs_per_phase]
+        in_phase = epoch % tcfg.epochs_per_phase
+        torch.manual_seed(tcfg.seed * 100003 + epoch + 70_000_001 + 1009 * place.rank)  # noise: same after a resume
+        order = epoch_order(n, tcfg.seed, epoch, place)
+        sums, steps = {}, 0
+        for b in range(0, len(order), tcfg.batch_size):
+            idx = order[b:b + tcfg.batch_size]
+            if len(idx) < 2:
+                continue  # the minibatch standard deviation needs a pair
+            alpha = 1.0
+            if kind == "fade":
+                alpha = (in_phase * steps_per_epoch + steps + 1) / (tcfg.epochs_per_phase * steps_per_epoch)
+            real = downsample(to_unit_range(images[idx.numpy()]).to(dev), resolution)
+            if alpha < 1.0:  # the reals fade in too, as the generator's new block does
+                coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+                real = coarse + alpha * (real - coarse)
+            ids, exps = id_labels[idx].to(dev), exp_targets[idx].to(dev)
+            z_exp = exps if au else eye[exps]
+            z_noise = torch.randn(len(idx), net_cfg.z_noise_dim, device=dev)
+            fake = templates[resolution] + g(z_ids_dev[ids], z_exp, z_noise, resolution, alpha)
+            d_terms = critic_loss(d, real, fake, ids, exps, alpha, tcfg)
+            opt_d.zero_grad(set_to_none=True)
+            d_terms["d"].backward()
+            if place.active:
+                _average_gradients(d, place.world_size)
+            opt_d.step()
+            g_terms = generator_loss(d, fake, ids, exps, alpha, tcfg)
+            opt_g.zero_grad(set_to_none=True)
+            g_terms["g"].backward()
+            if place.active:
+                _average_gradients(g, place.world_size)
+            opt_g.step()
+            _update_ema(g_ema, g, tcfg.ema_beta)
+            for k, v in {**d_terms, **g_terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            steps += 1
+        row = {"epoch": epoch, "resolution": resolution, "phase": kind, "alpha": alpha,
+               **{k: v / max(steps, 1) for k, v in sums.items()}, "seconds": time.perf_counter() - started}
+        if place.is_main:
+            run.log_row(row, epoch)  # before the checkpoint, as in train/sae.py
+            run.save_checkpoint({"epoch": epoch + 1, "g": g.state_dict(), "d": d.state_dict(),
+                                 "g_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(),
+                                 "opt_d": opt_d.state_dict()})
+            if in_phase == tcfg.epochs_per_phase - 1:
+                write_sample_grid(g_ema, templates[resolution], grid_codes, resolution,
+                                  run.path / "samples" / f"{resolution:03d}_{kind}.png")
+            bar.set_postfix(res=resolution, alpha=f"{alpha:.2f}", acc_exp_fake=f"{row.get('acc_exp_fake', 0):.2f}")
+    if place.is_main:
+        export_texture(g_ema.cpu(), d.cpu(), net_cfg, stored, run.path)
+    shutdown_distributed()
+    return run.path
+
+
+@torch.no_grad()
+def write_sample_grid(g: TextureGenerator, template: torch.Tensor, codes, resolution: int, path: Path) -> None:
+    z_id, z_exp, z_noise, shape = codes
+    dev = template.device
+    images = template + g(z_id.to(dev), z_exp.to(dev), z_noise.to(dev), resolution)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png_atomic(path, image_grid(to_uint8(images), shape))
+
+
+def export_texture(g_ema: TextureGenerator, d: TextureDiscriminator, net_cfg: TextureNetConfig, stored,
+                   folder: Path) -> None:
+    for name, module in (("texture", g_ema), ("texture_discriminator", d)):
+        with atomic_path(folder / f"{name}.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    with atomic_path(folder / "template_crop.png") as tmp:
+        shutil.copyfile(stored.path / "template_crop.png", tmp)
+    write_text_atomic(folder / "texture.json", json.dumps(net_cfg.to_dict(), indent=1))
+
+
+def main(args) -> int:
+    """`python -m train texture`: build (or reuse) the config's set, then train."""
+    from train.config import data_config, load_config
+    from train.data.cli import output_root, set_dir
+    from train.data.synthetic_sets import StoredSet, build_set
+
+    cfg = load_config(args.config)
+    data_cfg = data_config(cfg)
+    texture_section(cfg)  # config errors before any work
+    stored = StoredSet(build_set(args.set, data_cfg, set_dir(data_cfg.config_name, args.set)))
+    out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "texture" / (
+        "texture" + ("_bp4d" if args.set == "bp4d" else ""))
+    path = train_texture(cfg, stored, out, resume=args.resume, device=args.device)
+    print(f"texture run: {path}")
+    return 0

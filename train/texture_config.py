@@ -1,0 +1,34 @@
+"""The `texture` section of a config: the progressive GAN's widths and its training schedule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from train.config import ConfigError, model_section, typed_section
+
+NETWORK_FIELDS = ("z_noise_dim", "start_resolution", "max_resolution", "channels")
+
+
+@dataclass(frozen=True)
+class TextureTrainConfig:
+    epochs_per_phase: int  # a phase: one resolution's fade-in, or its stable training; an epoch: every image once
+    batch_size: int
+    lr: float
+    gp_weight: float  # WGAN-GP's lambda
+    drift_weight: float  # Karras et al.'s epsilon_drift: keeps the critic's scores near 0
+    id_weight: float
+    exp_weight: float
+    ema_beta: float  # the sampling generator follows the trained one with this moving-average decay per step
+    seed: int
+
+
+def texture_section(cfg: dict) -> dict:
+    texture, network, where = model_section(cfg, "texture", NETWORK_FIELDS)
+    if "train" not in texture:
+        raise ConfigError(f"{where}.train: missing")
+    train = typed_section(texture["train"], TextureTrainConfig, f"{where}.train")
+    if train.epochs_per_phase < 1 or train.batch_size < 2 or train.lr <= 0:
+        raise ConfigError(f"{where}.train: epochs_per_phase must be >= 1, batch_size >= 2 (the minibatch "
+                          f"standard deviation needs pairs) and lr > 0")
+    if not 0 <= train.ema_beta < 1:
+        raise ConfigError(f"{where}.train.ema_beta: expected a number in [0, 1), got {train.ema_beta!r}")
+    return {"network": network, "train": train, "where": where}
