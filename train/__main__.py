@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     ev.add_argument("--config", default="quick")
     ev.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
                     help="the holistic model, or the action-unit model (default: facescape)")
+    ev.add_argument("--cgan", help="cGAN run folder (default: outputs/CONFIG/shape/cgan); e.g. one trained with one-hot "
+                                   "z_id, to report Table 1 for both kinds")
+    ev.add_argument("--out", help="report folder (default: outputs/CONFIG/eval)")
     evt = sub.add_parser("evaluate-texture", help="measure the trained texture model (SWD, control, grid)")
     evt.add_argument("--config", default="quick")
     args = parser.parse_args(argv)

@@ -309,11 +309,12 @@ def main(args) -> int:
         print(f"report: {root / 'eval' / 'report_au.md'}")
         return 0
     stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
-    for run, cmd in ((shape / "sae", "sae"), (shape / "ae", "sae --unsupervised"), (shape / "cgan", "cgan")):
+    gan = Path(args.cgan) if getattr(args, "cgan", None) else shape / "cgan"
+    out = Path(args.out) if getattr(args, "out", None) else root / "eval"
+    for run, cmd in ((shape / "sae", "sae"), (shape / "ae", "sae --unsupervised"), (gan, "cgan")):
         if not (run / "config.json").is_file():
             raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")
-    results = evaluate(cfg, stored, shape / "sae", shape / "ae", shape / "cgan", root / "eval",
-                       SyntheticFaceScape(data_cfg))
+    results = evaluate(cfg, stored, shape / "sae", shape / "ae", gan, out, SyntheticFaceScape(data_cfg))
     print(report_markdown(results))
-    print(f"report: {root / 'eval' / 'report.md'}")
+    print(f"report: {out / 'report.md'}")
     return 0
