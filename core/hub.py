@@ -16,7 +16,7 @@ from typing import Mapping
 FORMAT_VERSION = 1
 # core/ and weights_manifest.json sit side by side both in the repo and in the Blender extension zip.
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "weights_manifest.json"
-WEIGHT_SUFFIXES = (".safetensors", ".json", ".png")
+WEIGHT_SUFFIXES = (".safetensors", ".json", ".png", ".md")  # .md: the model card, read as text
 LOCAL_ROUTE = "train and export a model locally (`python -m train export ...`) and pass its folder"
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")

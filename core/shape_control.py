@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .shape_networks import ExpressionGenerator, IdentityGenerator, SupervisedAutoEncoder
+from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder
 
 
 def expression_code(num_expressions: int, mix: dict[int, float], intensity: float = 1.0) -> torch.Tensor:
@@ -33,7 +33,7 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> to
 class ShapeGenerator(torch.nn.Module):
     """Meshes from codes: decoder(G_id(z_id, z_noise), G_exp(z_style, z_exp, z_noise))."""
 
-    def __init__(self, sae: SupervisedAutoEncoder, g_id: IdentityGenerator, g_exp: ExpressionGenerator):
+    def __init__(self, sae: MeshDecoder, g_id: IdentityGenerator, g_exp: ExpressionGenerator):
         super().__init__()
         self.sae, self.g_id, self.g_exp = sae, g_id, g_exp
 

@@ -122,25 +122,33 @@ class MeshCoder(nn.Module):
         return (x + self.mean).reshape(codes.shape[0], -1, 3)
 
 
-class SupervisedAutoEncoder(nn.Module):
+class MeshDecoder(nn.Module):
+    """The half of the SAE that generation needs: the shared decoder and the coder. Inference loads only these
+    (the paper-size encoders alone hold 2 x 82 M parameters); the SAE extends it with the same parameter names."""
+
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
         self.cfg = cfg
         self.coder = MeshCoder(cfg.num_vertices, cfg.code_dim)
+        self.decoder = mlp([cfg.id_dim + cfg.exp_dim, *cfg.decoder, cfg.input_dim])
+
+    def decode(self, mu_id: torch.Tensor, mu_exp: torch.Tensor) -> torch.Tensor:
+        """Embeddings -> meshes (B, V, 3), every vertex."""
+        return self.coder.decode(self.decoder(torch.cat([mu_id, mu_exp], dim=1)))
+
+
+class SupervisedAutoEncoder(MeshDecoder):
+    def __init__(self, cfg: ShapeNetConfig):
+        super().__init__(cfg)
         self.id_encoder = mlp([cfg.input_dim, *cfg.id_encoder, cfg.id_dim])
         self.exp_encoder = mlp([cfg.input_dim, *cfg.exp_encoder, cfg.exp_dim])
         self.id_classifier = nn.Linear(cfg.id_dim, cfg.num_identities)
         self.exp_classifier = nn.Linear(cfg.exp_dim, cfg.num_expressions)
-        self.decoder = mlp([cfg.id_dim + cfg.exp_dim, *cfg.decoder, cfg.input_dim])
 
     def encode(self, meshes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Meshes (B, V, 3) -> (mu_id (B, id_dim), mu_exp (B, exp_dim))."""
         code = self.coder.encode(meshes)
         return self.id_encoder(code), self.exp_encoder(code)
-
-    def decode(self, mu_id: torch.Tensor, mu_exp: torch.Tensor) -> torch.Tensor:
-        """Embeddings -> meshes (B, V, 3), every vertex."""
-        return self.coder.decode(self.decoder(torch.cat([mu_id, mu_exp], dim=1)))
 
     def forward(self, code: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass on coded meshes (coder.encode once per data set: the coder is fixed)."""

@@ -1,9 +1,10 @@
 import json
+import socket
 
 import pytest
+from huggingface_hub import constants
 
 from train import runs
-
 from train.config import data_config, load_config
 from train.data.ict import load_ict_model
 
@@ -56,3 +57,34 @@ def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(runs.RunFolder, "log_row", crash)
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Fail any attempt to leave the machine, and keep huggingface_hub from phoning home.
+
+    huggingface_hub's user-agent code fetches an "agent harnesses" list from huggingface.co unless telemetry is off.
+    """
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    escapes = []
+    real_connect = socket.socket.connect
+
+    def connect(sock, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1"):
+            escapes.append(address)
+            raise OSError(f"test tried to reach {address}")
+        return real_connect(sock, address)
+
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            escapes.append(host)
+            raise socket.gaierror(f"test tried to look up {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+    assert not escapes, f"tests must not leave the machine: {escapes}"

@@ -1,14 +1,12 @@
 """core.hub against the real huggingface_hub client talking to a loopback hub (tests/hub_server.py); no internet."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
 from core import hub
@@ -18,35 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPO = "facecam/tiny"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Fail any attempt to leave the machine, and keep huggingface_hub from phoning home.
-
-    huggingface_hub's user-agent code fetches an "agent harnesses" list from huggingface.co unless telemetry is off.
-    """
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    escapes = []
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1"):
-            escapes.append(address)
-            raise OSError(f"test tried to reach {address}")
-        return real_connect(sock, address)
-
-    real_getaddrinfo = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            escapes.append(host)
-            raise socket.gaierror(f"test tried to look up {host}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield
-    assert not escapes, f"tests must not leave the machine: {escapes}"
+pytestmark = pytest.mark.usefixtures("loopback_only")  # conftest: nothing leaves the machine
 
 
 def safetensors_bytes(tmp_path, name: str, **tensors) -> bytes:

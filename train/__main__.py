@@ -46,6 +46,11 @@ def main(argv=None) -> int:
     ev.add_argument("--out", help="report folder (default: outputs/CONFIG/eval)")
     evt = sub.add_parser("evaluate-texture", help="measure the trained texture model (SWD, control, grid)")
     evt.add_argument("--config", default="quick")
+    exp = sub.add_parser("export", help="write trained runs as a model folder (hub layout) that core.FaceModel loads")
+    exp.add_argument("--config", default="quick")
+    exp.add_argument("--set", choices=("facescape", "bp4d"), default="facescape")
+    exp.add_argument("--out", help="model folder (default: outputs/CONFIG/export/facecam-CONFIG)")
+    exp.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
@@ -62,6 +67,9 @@ def main(argv=None) -> int:
         if args.command == "cgan":
             from train.cgan import main as cgan_main
             return cgan_main(args)
+        if args.command == "export":
+            from train.export import main as export_main
+            return export_main(args)
         if args.command == "texture":
             from train.texture import main as texture_main
             return texture_main(args)

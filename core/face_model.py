@@ -1,0 +1,240 @@
+"""FaceModel: load an exported facecam model (a local folder, a pinned hub repo, or a manifest name) and generate
+faces from seeds. Everything the add-on and the command line call.
+
+A model folder (written by `python -m train export`) holds:
+  config.json            format_version, name, expression (or action-unit) names, the shape and texture network
+                         configs, how z_id is drawn, the crop window of the texture in the UV tile, provenance
+  shape.safetensors      the SAE's decoder and coder, G_id, G_exp, and the training identities' z_id codes
+  template.safetensors   topology (polygons with quads kept), UVs
+  template_texture.png   the template albedo over the whole UV tile
+  texture.safetensors    the texture generator (absent for a shape-only model)
+  README.md              the model card (not needed to generate)
+
+Seeds: identity_seed draws z_id ~ N(0, I) (or, for a one-hot model, picks training identity number seed);
+noise_seed draws one z_noise vector; the shape uses its first shape.z_noise_dim entries and the texture all of it,
+so a face's mesh and texture share (z_id, z_exp, z_noise). Draws use torch's CPU generator, which gives the same
+numbers on every machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from . import hub
+from .shape_control import ShapeGenerator
+from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder, ShapeNetConfig
+from .texture_networks import TextureGenerator, TextureNetConfig
+
+FORMAT_VERSION = 1
+GENERATION_FILES = ("config.json", "shape.safetensors", "template.safetensors", "template_texture.png")
+TEXTURE_FILE = "texture.safetensors"
+
+
+class ModelFormatError(hub.WeightsError):
+    """A model folder whose files do not match what its config.json says (or what this facecam reads)."""
+
+
+@dataclass
+class Face:
+    """Plain data, ready for any 3D package: vertices in the template's units (ICT: centimetres, y up)."""
+    vertices: np.ndarray  # (V, 3) float32
+    polygon_sizes: np.ndarray  # (P,) int32, 3 or 4: quads kept
+    polygon_vertices: np.ndarray  # (sum sizes,) int32
+    polygon_uv_indices: np.ndarray  # (sum sizes,) int32
+    uvs: np.ndarray  # (U, 2) float32
+    texture: np.ndarray | None  # (T, T, 3) uint8 over the whole UV tile, or None
+    metadata: dict = field(default_factory=dict)
+
+
+def _load_tensors(path: Path, module: torch.nn.Module, prefix: str, tensors: dict) -> None:
+    """Load module's parameters from tensors[prefix + name], naming the file and key on any mismatch."""
+    expected = module.state_dict()
+    for name, value in expected.items():
+        key = prefix + name
+        if key not in tensors:
+            raise ModelFormatError(f"{path}: missing tensor {key!r}")
+        if tuple(tensors[key].shape) != tuple(value.shape):
+            raise ModelFormatError(f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, the config says "
+                                   f"{tuple(value.shape)}")
+    module.load_state_dict({name: tensors[prefix + name] for name in expected})
+
+
+class FaceModel:
+    def __init__(self, folder: str | os.PathLike, files: dict[str, Path] | None = None):
+        """Load from a model folder (or from `files`, name -> path, as fetched from the hub)."""
+        folder = Path(folder)
+
+        def path(name: str) -> Path:
+            return Path(files[name]) if files else folder / name
+
+        config_path = path("config.json")
+        try:
+            self.config = json.loads(Path(config_path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelFormatError(f"{config_path}: cannot read the model config ({e})") from None
+        version = self.config.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelFormatError(f"{config_path}: format_version {version!r} is newer than this facecam reads "
+                                   f"({FORMAT_VERSION}); upgrade facecam")
+        try:
+            self.shape_cfg = ShapeNetConfig.from_dict(self.config["shape"])
+            self.texture_cfg = (TextureNetConfig.from_dict(self.config["texture"]) if self.config.get("texture")
+                                else None)
+            self.name = str(self.config["name"])
+            self.expression_names = list(self.config["expressions"])
+            self.z_id_kind = self.config["z_id"]
+            self.crop_window = tuple(self.config["texture_window"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"{config_path}: {type(e).__name__}: {e}") from None
+        if len(self.expression_names) != self.shape_cfg.num_expressions:
+            raise ModelFormatError(f"{config_path}: {len(self.expression_names)} expression names for "
+                                   f"{self.shape_cfg.num_expressions} expressions in the shape config")
+        self.au_model = self.shape_cfg.expression_labels == "au_intensities"
+        self._load(path)
+
+    def _load(self, path) -> None:
+        cfg = self.shape_cfg
+        shape_path = Path(path("shape.safetensors"))
+        tensors = load_file(shape_path)
+        decoder, g_id, g_exp = MeshDecoder(cfg), IdentityGenerator(cfg), ExpressionGenerator(cfg)
+        for module, prefix in ((decoder, ""), (g_id, "g_id."), (g_exp, "g_exp.")):
+            _load_tensors(shape_path, module, prefix, tensors)
+        self.training_z_ids = tensors.get("z_id")
+        self.shape = ShapeGenerator(decoder.eval(), g_id.eval(), g_exp.eval())
+        template_path = Path(path("template.safetensors"))
+        t = load_file(template_path)
+        try:
+            self.polygon_sizes, self.polygon_vertices = t["polygon_sizes"].numpy(), t["polygon_vertices"].numpy()
+            self.polygon_uv_indices, self.uvs = t["polygon_uv_indices"].numpy(), t["uvs"].numpy()
+        except KeyError as e:
+            raise ModelFormatError(f"{template_path}: missing tensor {e}") from None
+        if self.polygon_vertices.max() >= cfg.num_vertices:
+            raise ModelFormatError(f"{template_path}: polygons index vertex {self.polygon_vertices.max()}, the "
+                                   f"shape config has {cfg.num_vertices} vertices")
+        from PIL import Image
+        self.template_texture = np.asarray(Image.open(path("template_texture.png")).convert("RGB"))
+        self.texture = None
+        if self.texture_cfg is not None:
+            texture_path = Path(path(TEXTURE_FILE))
+            self.texture = TextureGenerator(self.texture_cfg)
+            _load_tensors(texture_path, self.texture, "", load_file(texture_path))
+            self.texture.eval()
+
+    # --- loading ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, source: str, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
+                        manifest: hub.WeightsManifest | None = None) -> "FaceModel":
+        """source: a model folder, "owner/name@<commit sha>", or a model name from weights_manifest.json.
+        Downloads (or reuses from the cache) only what generation needs, each file's sha256 checked."""
+        manifest = manifest if manifest is not None else hub.load_manifest()
+        where = hub.parse_source(source, manifest)
+        if isinstance(where, hub.LocalSource):
+            return cls(where.path)
+        if isinstance(where, hub.ModelSource):
+            entry = where.entry
+            config = hub.fetch_model_files(entry, ["config.json"], cache_dir, endpoint)
+            names = cls._needed_files(config["config.json"])
+            return cls("", hub.fetch_model_files(entry, names, cache_dir, endpoint))
+        config = hub.fetch_files(where.repo_id, where.revision, {"config.json": (None, None)}, cache_dir, endpoint)
+        names = cls._needed_files(config["config.json"])
+        files = hub.fetch_files(where.repo_id, where.revision, {n: (None, None) for n in names}, cache_dir, endpoint)
+        return cls("", files)
+
+    @staticmethod
+    def _needed_files(config_path: Path) -> list[str]:
+        config = json.loads(Path(config_path).read_text())
+        return list(GENERATION_FILES) + ([TEXTURE_FILE] if config.get("texture") else [])
+
+    # --- codes -------------------------------------------------------------------------------------------------
+
+    def identity_code(self, identity_seed: int) -> torch.Tensor:
+        if self.z_id_kind == "onehot":
+            n = self.shape_cfg.z_id_dim
+            if not 0 <= identity_seed < n:
+                raise ValueError(f"identity_seed {identity_seed}: this model's z_id is one-hot over its {n} training "
+                                 f"identities; expected 0..{n - 1}")
+            return torch.eye(n)[identity_seed]
+        return torch.randn(self.shape_cfg.z_id_dim, generator=torch.Generator().manual_seed(int(identity_seed)))
+
+    def noise_code(self, noise_seed: int) -> torch.Tensor:
+        dim = max(self.shape_cfg.z_noise_dim, self.texture_cfg.z_noise_dim if self.texture_cfg else 0)
+        return torch.randn(dim, generator=torch.Generator().manual_seed(int(noise_seed)))
+
+    def expression_code(self, expression: str | int | dict, intensity: float = 1.0) -> torch.Tensor:
+        """z_exp for one expression (name or index), a mix {name: weight}, or for an action-unit model a dict
+        {AU name: intensity 0..5}; scaled by intensity (values past 1 extrapolate)."""
+        n = self.shape_cfg.num_expressions
+        mix = expression if isinstance(expression, dict) else {expression: 1.0}
+        z = torch.zeros(n)
+        for key, weight in mix.items():
+            z[self._expression_index(key)] += float(weight)
+        if self.au_model:
+            z = z / 5.0  # the AU model was trained on intensities / 5
+        return z * float(intensity)
+
+    def _expression_index(self, key: str | int) -> int:
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            if not 0 <= key < len(self.expression_names):
+                raise ValueError(f"expression index {key} outside 0..{len(self.expression_names) - 1}")
+            return int(key)
+        if key not in self.expression_names:
+            raise ValueError(f"unknown expression {key!r} for model {self.name}; known: "
+                             f"{', '.join(self.expression_names)}")
+        return self.expression_names.index(key)
+
+    # --- generation --------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate_batch(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor, texture: bool = True,
+                       style_z_id: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, V, 3) vertices and (B, T, T, 3) textures (or None) for batches of codes."""
+        shape_noise = z_noise[:, :self.shape_cfg.z_noise_dim]
+        vertices = self.shape(z_id, z_exp, shape_noise, style_z_id).numpy()
+        textures = None
+        if texture and self.texture is not None:
+            crops = self.texture(z_id, z_exp, z_noise[:, :self.texture_cfg.z_noise_dim])
+            textures = self._compose_textures(crops)
+        return vertices, textures
+
+    def _compose_textures(self, offsets: torch.Tensor) -> np.ndarray:
+        """Crop offsets (B, 3, R, R) in [-1, 1] units, added to the template over the crop window of the tile."""
+        tile = torch.from_numpy(self.template_texture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+        size = tile.shape[-1]
+        u0, u1, v0, v1 = self.crop_window
+        top, bottom = round((1 - v1) * size), round((1 - v0) * size)
+        left, right = round(u0 * size), round(u1 * size)
+        resized = F.interpolate(offsets, size=(bottom - top, right - left), mode="bilinear", align_corners=False)
+        out = tile.expand(len(offsets), -1, -1, -1).clone()
+        out[:, :, top:bottom, left:right] += resized
+        return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def generate(self, identity_seed: int, expression: str | int | dict, intensity: float = 1.0,
+                 noise_seed: int = 0, texture: bool = True) -> Face:
+        return self.sweep(identity_seed, expression, [intensity], noise_seed, texture)[0]
+
+    def sweep(self, identity_seed: int, expression: str | int | dict, intensities, noise_seed: int = 0,
+              texture: bool = True) -> list[Face]:
+        """One face per intensity, in one batched call."""
+        intensities = [float(a) for a in intensities]
+        if not intensities or not all(np.isfinite(intensities)):
+            raise ValueError(f"intensities must be a non-empty list of finite numbers, got {intensities}")
+        z_exp = torch.stack([self.expression_code(expression, a) for a in intensities])
+        k = len(intensities)
+        z_id = self.identity_code(identity_seed).expand(k, -1)
+        z_noise = self.noise_code(noise_seed).expand(k, -1)
+        vertices, textures = self.generate_batch(z_id, z_exp, z_noise, texture)
+        return [self._face(vertices[i], None if textures is None else textures[i],
+                           {"model": self.name, "identity_seed": int(identity_seed), "noise_seed": int(noise_seed),
+                            "expression": expression, "intensity": a}) for i, a in enumerate(intensities)]
+
+    def _face(self, vertices: np.ndarray, texture: np.ndarray | None, metadata: dict) -> Face:
+        return Face(vertices.astype(np.float32), self.polygon_sizes, self.polygon_vertices, self.polygon_uv_indices,
+                    self.uvs, texture, metadata)

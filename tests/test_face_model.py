@@ -1,0 +1,191 @@
+"""FaceModel: what `train export` writes loads through the same code from a folder and from a (loopback) hub, and
+generates the faces the training-side generator makes, from seeds, on any machine."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import hub
+from core.face_model import FaceModel, ModelFormatError
+from core.obj_io import read_obj
+from hub_server import HubServer
+from train.cgan import train_cgan
+from train.config import data_config, load_config
+from train.data.synthetic_sets import StoredSet, build_set
+from train.evaluate import load_generator
+from train.export import export_model
+from train.sae import train_sae
+from train.texture import train_texture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from conftest import tiny_config_dict
+    folder = tmp_path_factory.mktemp("facemodel")
+    spec = tiny_config_dict()
+    spec["shape"]["sae"]["epochs"] = 20
+    spec["shape"]["cgan"]["epochs"] = 20
+    (folder / "tiny.json").write_text(json.dumps(spec))
+    cfg = load_config(folder / "tiny.json")
+    stored = StoredSet(build_set("facescape", data_config(cfg), folder / "set", progress=False))
+    sae = train_sae(cfg, stored, folder / "sae", progress=False)
+    gan = train_cgan(cfg, sae, folder / "gan", progress=False)
+    tex = train_texture(cfg, stored, folder / "tex", progress=False)
+    card = {"trained_on": "the tiny test set", "license": "MIT", "metrics": None}
+    out = export_model(stored, sae, gan, tex, folder / "model", "facecam-tiny", card)
+    return out, sae, gan, stored
+
+
+def test_export_holds_only_what_generation_needs(exported):
+    out, sae, gan, _ = exported
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "shape.safetensors",
+                                                     "template.safetensors", "template_texture.png",
+                                                     "texture.safetensors"]
+    from safetensors.torch import load_file
+    keys = set(load_file(out / "shape.safetensors"))
+    assert not any(k.startswith(("id_encoder", "exp_encoder", "id_classifier", "exp_classifier")) for k in keys)
+    assert {"decoder.0.weight", "coder.basis", "g_id.net.0.weight", "g_exp.net.0.weight", "z_id"} <= keys
+    card = (out / "README.md").read_text()
+    assert "license: mit" in card and "the tiny test set" in card
+
+
+def test_generated_mesh_is_the_training_side_generator(exported):
+    out, sae, gan, stored = exported
+    model = FaceModel(out)
+    face = model.generate(identity_seed=7, expression="2_smile", intensity=1.3, noise_seed=3)
+    gen, _, cfg = load_generator(sae, gan)
+    z_id = torch.randn(cfg.z_id_dim, generator=torch.Generator().manual_seed(7))[None]
+    z_exp = torch.eye(cfg.num_expressions)[1][None] * 1.3
+    noise = torch.randn(model.noise_code(3).shape[0], generator=torch.Generator().manual_seed(3))[None]
+    expected = gen(z_id, z_exp, noise[:, :cfg.z_noise_dim])[0].numpy()
+    np.testing.assert_allclose(face.vertices, expected, atol=1e-5)
+    assert face.vertices.shape == (stored.template.num_vertices, 3)
+    assert (face.polygon_sizes == 4).sum() > 0 and len(face.polygon_sizes) == stored.template.num_polygons
+    assert face.texture.shape == (*model.template_texture.shape[:2], 3) and face.texture.dtype == np.uint8
+    assert face.metadata == {"model": "facecam-tiny", "identity_seed": 7, "noise_seed": 3, "expression": "2_smile",
+                             "intensity": 1.3}
+
+
+def test_seeds_decide_the_face(exported):
+    model = FaceModel(exported[0])
+    a = model.generate(1, "2_smile", 1.0, 0)
+    assert np.array_equal(a.vertices, model.generate(1, "2_smile", 1.0, 0).vertices)
+    assert not np.allclose(a.vertices, model.generate(2, "2_smile", 1.0, 0).vertices)
+    assert not np.allclose(a.vertices, model.generate(1, "2_smile", 0.0, 0).vertices)
+    assert not np.array_equal(a.texture, model.generate(2, "2_smile", 1.0, 0).texture)
+    # another process (its own thread count and allocator) makes the same face, bit for bit
+    code = (f"import numpy as np, torch; torch.set_num_threads(1); from core.face_model import FaceModel; "
+            f"np.save('{exported[0]}/../other.npy', FaceModel('{exported[0]}').generate(1, '2_smile', 1.0, 0).vertices)")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    assert np.array_equal(a.vertices, np.load(exported[0].parent / "other.npy"))
+
+
+def test_sweep_is_one_batch_of_the_single_faces(exported):
+    model = FaceModel(exported[0])
+    levels = [0.0, 0.5, 1.0, 2.5]
+    faces = model.sweep(4, "3_mouth_stretch", levels, noise_seed=2)
+    for a, face in zip(levels, faces):
+        single = model.generate(4, "3_mouth_stretch", a, noise_seed=2)
+        np.testing.assert_allclose(face.vertices, single.vertices, atol=1e-5)
+        assert face.metadata["intensity"] == a
+    moved = [np.abs(f.vertices - faces[0].vertices).mean() for f in faces]
+    assert moved[0] == 0 and moved[1] < moved[2] < moved[3]
+
+
+def test_expression_codes_mixes_and_errors(exported):
+    model = FaceModel(exported[0])
+    names = model.expression_names
+    torch.testing.assert_close(model.expression_code({names[1]: 0.5, names[2]: 0.5}, 2.0),
+                               torch.eye(len(names))[1] + torch.eye(len(names))[2])
+    torch.testing.assert_close(model.expression_code(1), model.expression_code(names[1]))
+    with pytest.raises(ValueError, match="unknown expression 'smiling'.*1_neutral, 2_smile"):
+        model.generate(0, "smiling")
+    with pytest.raises(ValueError, match="expression index 99"):
+        model.generate(0, 99)
+    with pytest.raises(ValueError, match="finite"):
+        model.sweep(0, 1, [float("nan")])
+
+
+def test_broken_model_folders_are_named(exported, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(exported[0], bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps(dict(config, format_version=99)))
+    with pytest.raises(ModelFormatError, match="format_version 99 is newer"):
+        FaceModel(bad)
+    shape = dict(config["shape"], decoder=[config["shape"]["decoder"][0] + 1])
+    (bad / "config.json").write_text(json.dumps(dict(config, shape=shape)))
+    with pytest.raises(ModelFormatError, match=r"shape.safetensors: tensor 'decoder.0.weight' has shape"):
+        FaceModel(bad)
+
+
+def test_loads_from_a_hub_and_downloads_only_what_it_needs(exported, tmp_path, loopback_only):
+    out = exported[0]
+    with HubServer() as server:
+        commit = server.add_repo("facecam/tiny")
+        files = {p.name: server.add_file("facecam/tiny", p.name, p.read_bytes()) for p in out.iterdir()}
+        local = FaceModel(out).generate(3, "2_smile", 1.2, 1)
+        remote = FaceModel.from_pretrained(f"facecam/tiny@{commit}", cache_dir=tmp_path / "cache",
+                                           endpoint=server.url)
+        np.testing.assert_array_equal(remote.generate(3, "2_smile", 1.2, 1).vertices, local.vertices)
+        asked = {path.rsplit("/", 1)[-1] for _, path in server.requests}
+        assert "README.md" not in asked and "texture.safetensors" in asked
+        # a manifest entry pins the sha256 of each file: a tampered download is refused
+        entry = {"repo_id": "facecam/tiny", "revision": commit, "license": "MIT", "description": "tiny test model",
+                 "files": {name: {"sha256": hashlib.sha256((out / name).read_bytes()).hexdigest(),
+                                  "size": (out / name).stat().st_size} for name in files}}
+        manifest_path = tmp_path / "manifest.json"
+        manifest_path.write_text(json.dumps({"format_version": 1, "models": {"tiny": entry}}))
+        manifest = hub.load_manifest(manifest_path)
+        model = FaceModel.from_pretrained("tiny", cache_dir=tmp_path / "cache2", endpoint=server.url,
+                                          manifest=manifest)
+        assert model.name == "facecam-tiny"
+        server.tamper("facecam/tiny", "shape.safetensors", b"x" * (out / "shape.safetensors").stat().st_size)
+        with pytest.raises(hub.ChecksumMismatchError, match="shape.safetensors"):
+            FaceModel.from_pretrained("tiny", cache_dir=tmp_path / "cache3", endpoint=server.url, manifest=manifest)
+
+
+def test_command_line_writes_obj_mtl_png(exported, tmp_path):
+    out = exported[0]
+    cmd = [sys.executable, "-m", "core", "generate", "--model", str(out), "--seed", "7", "--expression", "2_smile",
+           "--intensity", "1.3", "--out", str(tmp_path / "face.obj")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    mesh = read_obj(tmp_path / "face.obj")
+    face = FaceModel(out).generate(7, "2_smile", 1.3)
+    np.testing.assert_allclose(mesh.vertices, face.vertices, atol=2e-6)
+    assert "map_Kd face.png" in (tmp_path / "face.mtl").read_text() and (tmp_path / "face.png").is_file()
+    sweep = subprocess.run(cmd[:-4] + ["--sweep", "0", "1", "2", "--out", str(tmp_path / "s.obj")], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert sweep.returncode == 0 and all((tmp_path / f"s_{i}.obj").is_file() for i in range(3))
+    for args, message in ((["--expression", "smirk"], "unknown expression 'smirk'"),
+                          (["--intensity", "11"], "intensity 11 outside 0..10"),
+                          (["--model", "no-such-model"], "unknown model 'no-such-model'")):
+        bad = cmd[:4] + ["--model", str(out), "--seed", "1", "--expression", "2_smile", "--out",
+                         str(tmp_path / "x.obj")] + args
+        proc = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_export_refuses_to_clobber_and_names_missing_runs(exported, tmp_path):
+    out, sae, gan, stored = exported
+    card = {"trained_on": "x", "license": "MIT", "metrics": None}
+    with pytest.raises(ValueError, match="not empty"):
+        export_model(stored, sae, gan, None, out, "again", card)
+    replaced = export_model(stored, sae, gan, None, tmp_path / "copy", "shape-only", card)
+    assert not (replaced / "texture.safetensors").exists() and FaceModel(replaced).generate(0, 1).texture is None
+    from conftest import tiny_config_dict
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_config_dict()))
+    proc = subprocess.run([sys.executable, "-m", "train", "export", "--config", str(tmp_path / "tiny.json")],
+                          cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2 and "no finished run" in proc.stderr and "python -m train sae" in proc.stderr, \
+        proc.stderr

@@ -1,0 +1,115 @@
+"""Export trained runs as a model folder in the hub layout that core.FaceModel loads.
+
+    python -m train export --config quick [--set facescape|bp4d] [--out DIR] [--overwrite]
+
+Takes the SAE's decoder and coder (not its encoders), G_id and G_exp with the training identities' z_id codes (not
+the discriminator), the texture generator when one is trained, the template topology, UVs and texture, and writes
+config.json and a model card. The folder appears whole or not at all (written beside it, then renamed).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.atomic import atomic_path, write_text_atomic
+from core.face_model import FORMAT_VERSION
+from core.shape_networks import MeshDecoder, ShapeNetConfig
+from train.data.layout import export_folder
+
+CARD_MARKER = "README.md"  # written last: marks a complete export
+
+
+def _decoder_tensors(sae_dir: Path) -> dict[str, torch.Tensor]:
+    cfg = ShapeNetConfig.from_dict(json.loads((sae_dir / "sae.json").read_text()))
+    keep = set(MeshDecoder(cfg).state_dict())
+    return {k: v for k, v in load_file(sae_dir / "sae.safetensors").items() if k in keep}
+
+
+def _save(path: Path, tensors: dict) -> None:
+    with atomic_path(path) as tmp:  # also gives the file the usual permissions (safetensors writes 0600)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None, out: Path, name: str,
+                 card: dict, overwrite: bool = False) -> Path:
+    shape_cfg = json.loads((gan_dir / "cgan.json").read_text())
+    gan_run = json.loads((gan_dir / "config.json").read_text())
+    au = stored.kind == "bp4d"
+    tensors = {**_decoder_tensors(sae_dir), **load_file(gan_dir / "generators.safetensors"),
+               **load_file(gan_dir / "z_id.safetensors")}
+    template = stored.template
+    texture_cfg = json.loads((texture_dir / "texture.json").read_text()) if texture_dir else None
+    config = {
+        "format_version": FORMAT_VERSION, "name": name,
+        "expression_labels": "action_units" if au else "classes",
+        "expressions": list(stored.au_names if au else stored.expression_names),
+        "shape": shape_cfg, "texture": texture_cfg, "z_id": gan_run["cgan"]["z_id"],
+        "texture_window": list(stored.meta["texture_windows"]["crop"]), "units": template.units,
+        "trained_on": card["trained_on"], "license": card["license"],
+    }
+    with export_folder(out, overwrite, CARD_MARKER) as work:
+        _save(work / "shape.safetensors", tensors)
+        _save(work / "template.safetensors", {
+            "polygon_sizes": torch.from_numpy(template.polygon_sizes.astype("int32")),
+            "polygon_vertices": torch.from_numpy(template.polygon_vertices.astype("int32")),
+            "polygon_uv_indices": torch.from_numpy(template.polygon_uv_indices.astype("int32")),
+            "uvs": torch.from_numpy(template.uvs.astype("float32"))})
+        shutil.copyfile(stored.path / "template_texture.png", work / "template_texture.png")
+        if texture_dir:
+            shutil.copyfile(texture_dir / "texture.safetensors", work / "texture.safetensors")
+        write_text_atomic(work / "config.json", json.dumps(config, indent=1))
+        write_text_atomic(work / CARD_MARKER, model_card(config, card))
+    return out
+
+
+def model_card(config: dict, card: dict) -> str:
+    metrics = card.get("metrics") or "No evaluation report was found when this model was exported."
+    kind = "action units (BP4D-like)" if config["expression_labels"] == "action_units" else "holistic expressions"
+    return "\n".join([
+        "---", f"license: {config['license'].lower()}", "library_name: facecam", "tags: [3d, face, gan, blender]",
+        "---", "", f"# {config['name']}", "",
+        f"A facecam model (3DFaceCAM: controllable 3D face generation) for {kind}: "
+        f"{len(config['expressions'])} {'units' if config['expression_labels'] == 'action_units' else 'expressions'}, "
+        f"{'with' if config['texture'] else 'without'} a texture model.", "",
+        "## Training data", "", card["trained_on"], "",
+        "## Evaluation", "", metrics, "",
+        "## Intended use", "",
+        "Generating stylised, synthetic head meshes for art, animation tests and research on controllable face "
+        "models. The identities are synthetic; the model is not for identifying or imitating real people.", "",
+        "## License", "", f"{config['license']}. The training data derive from ICT-FaceKit (MIT).", ""])
+
+
+def main(args) -> int:
+    from train.config import data_config, load_config
+    from train.data.cli import output_root, set_dir
+    from train.data.synthetic_sets import StoredSet
+
+    cfg = load_config(args.config)
+    data_cfg = data_config(cfg)
+    root = output_root(data_cfg.config_name)
+    suffix = "_bp4d" if args.set == "bp4d" else ""
+    sae, gan = root / "shape" / f"sae{suffix}", root / "shape" / f"cgan{suffix}"
+    texture = root / "texture" / f"texture{suffix}"
+    for run, file, cmd in ((sae, "sae.safetensors", "sae"), (gan, "generators.safetensors", "cgan")):
+        if not (run / file).is_file():
+            raise FileNotFoundError(f"{run}: no finished run ({file}); run `python -m train {cmd} --config "
+                                    f"{args.config} --set {args.set}` first")
+    has_texture = (texture / "texture.safetensors").is_file()
+    if not has_texture:
+        print(f"note: no texture model at {texture}; exporting a shape-only model")
+    report = root / "eval" / ("report_au.md" if args.set == "bp4d" else "report.md")
+    card = {"trained_on": f"The synthetic {args.set} set of the `{data_cfg.config_name}` config, built from "
+                          f"ICT-FaceKit by facecam's data generator (no FaceScape or BP4D data).",
+            "license": "MIT", "metrics": "\n".join(
+                line for line in report.read_text().splitlines() if not line.startswith("![")  # no images here
+            ) if report.is_file() else None}
+    name = f"facecam-{data_cfg.config_name}{suffix.replace('_', '-')}"
+    out = Path(args.out) if args.out else root / "export" / name
+    stored = StoredSet(set_dir(data_cfg.config_name, args.set))
+    export_model(stored, sae, gan, texture if has_texture else None, out, name, card, overwrite=args.overwrite)
+    print(f"model folder: {out}")
+    return 0
