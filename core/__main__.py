@@ -4,6 +4,9 @@
         --intensity 1.3 --out face.obj                       # face.obj + face.mtl + face.png
     python -m core generate --model ... --seed 7 --expression 2_smile --sweep 0 0.5 1 1.5 2 --out sweep.obj
                                                              # sweep_0.obj ... sweep_4.obj, one texture each
+    python -m core generate --model ... --seed 7 --expression 2_smile --out face.glb     # binary glTF
+    python -m core generate --model ... --seed 7 --expression 2_smile --sweep 0.5 1 2 --out sweep.glb
+                                        # one mesh at intensity 0 with a morph target per intensity (its texture)
 
 --model is a model folder, "owner/name@<commit sha>", or a name from weights_manifest.json.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from .atomic import write_png_atomic, write_text_atomic
 from .face_model import Face, FaceModel
+from .gltf import write_glb
 from .hub import WeightsError
 from .obj_io import write_obj
 
@@ -48,20 +52,32 @@ def main(argv=None) -> int:
                                                                    "extrapolates")
     gen.add_argument("--sweep", type=float, nargs="+", help="several intensities: one file each")
     gen.add_argument("--no-texture", action="store_true")
-    gen.add_argument("--out", required=True, help="output .obj path")
+    gen.add_argument("--out", required=True, help="output .obj or .glb path")
     args = parser.parse_args(argv)
     try:
         out = Path(args.out)
-        if out.suffix.lower() != ".obj":
-            raise ValueError(f"--out {out}: expected a .obj path")
+        if out.suffix.lower() not in (".obj", ".glb"):
+            raise ValueError(f"--out {out}: expected a .obj or .glb path")
         intensities = args.sweep or [args.intensity]
         bad = [a for a in intensities if not 0 <= a <= MAX_INTENSITY]
         if bad:
             raise ValueError(f"intensity {bad[0]:g} outside 0..{MAX_INTENSITY:g}")
         model = FaceModel.from_pretrained(args.model)
         expression = int(args.expression) if args.expression.isdigit() else args.expression
-        faces = model.sweep(args.seed, expression, intensities, args.noise_seed, texture=not args.no_texture)
         out.parent.mkdir(parents=True, exist_ok=True)
+        units = model.config.get("units", "cm")
+        if out.suffix.lower() == ".glb":
+            if args.sweep:  # morph targets over the expression's intensity-0 mesh, in one batch
+                base, *faces = model.sweep(args.seed, expression, [0.0, *intensities], args.noise_seed,
+                                           texture=not args.no_texture)
+                names = [f"{args.expression}_{a:g}" for a in intensities]
+                write_glb(out, base, faces, names, units)
+            else:
+                write_glb(out, model.generate(args.seed, expression, intensities[0], args.noise_seed,
+                                              texture=not args.no_texture), units=units)
+            print(out)
+            return 0
+        faces = model.sweep(args.seed, expression, intensities, args.noise_seed, texture=not args.no_texture)
         paths = [out] if not args.sweep else [out.with_name(f"{out.stem}_{i}.obj") for i in range(len(faces))]
         for face, path in zip(faces, paths):
             for written in write_face_obj(face, path):

@@ -134,7 +134,13 @@ class MeshDecoder(nn.Module):
 
     def decode(self, mu_id: torch.Tensor, mu_exp: torch.Tensor) -> torch.Tensor:
         """Embeddings -> meshes (B, V, 3), every vertex."""
-        return self.coder.decode(self.decoder(torch.cat([mu_id, mu_exp], dim=1)))
+        hidden = self.decoder[:-1](torch.cat([mu_id, mu_exp], dim=1))
+        last = self.decoder[-1]
+        # The last layer (up to 26,719 x 3 outputs) is bound by reading its weight once. With the weight on the left
+        # of the product, a batch (an intensity sweep) reads it once too; F.linear's orientation read it about
+        # once per row here (batch of 10: 177 ms against 70 ms).
+        out = torch.addmm(last.bias[:, None], last.weight, hidden.T).T
+        return self.coder.decode(out)
 
 
 class SupervisedAutoEncoder(MeshDecoder):

@@ -189,3 +189,83 @@ def test_export_refuses_to_clobber_and_names_missing_runs(exported, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 2 and "no finished run" in proc.stderr and "python -m train sae" in proc.stderr, \
         proc.stderr
+
+
+GLB_IMPORT = r'''
+import json, sys
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.import_scene.gltf(filepath=sys.argv[-1])
+obj = [o for o in bpy.context.scene.objects if o.type == "MESH"][0]
+me = obj.data
+keys = me.shape_keys.key_blocks if me.shape_keys else []
+mats = [m for m in me.materials if m]
+images = [n.image.size[:] for m in mats for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image]
+print("RESULT " + json.dumps({"keys": [k.name for k in keys], "uv_layers": len(me.uv_layers), "images": images,
+      "dims": list(obj.dimensions), "key_dims": [[max(p.co[i] for p in k.data) - min(p.co[i] for p in k.data)
+                                                  for i in range(3)] for k in keys]}))
+'''
+
+
+def test_glb_sweep_imports_into_blender_with_named_morph_targets(exported, tmp_path):
+    out = exported[0]
+    glb = tmp_path / "sweep.glb"
+    proc = subprocess.run([sys.executable, "-m", "core", "generate", "--model", str(out), "--seed", "3",
+                           "--expression", "3_mouth_stretch", "--sweep", "0.5", "2", "--out", str(glb)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "import.py"
+    script.write_text(GLB_IMPORT)
+    proc = subprocess.run([sys.executable, str(script), str(glb)], capture_output=True, text=True, timeout=300)
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert result["keys"] == ["Basis", "3_mouth_stretch_0.5", "3_mouth_stretch_2"]
+    assert result["uv_layers"] == 1 and len(result["images"]) == 1 and result["images"][0][0] > 0
+    model = FaceModel(out)
+    # glTF is y-up in metres; Blender turns it z-up: Blender (x, y, z) extents = model (x, z, y) extents / 100
+    for key, a in zip(result["key_dims"], (0.0, 0.5, 2.0)):
+        v = model.generate(3, "3_mouth_stretch", a).vertices
+        extent = (v.max(0) - v.min(0)) * 0.01
+        np.testing.assert_allclose(key, extent[[0, 2, 1]], rtol=1e-4)
+
+
+def test_publish_writes_a_pinned_manifest_entry_that_loads(exported, tmp_path, loopback_only):
+    from train.publish import add_to_manifest, manifest_entry
+    out = exported[0]
+    manifest = tmp_path / "weights_manifest.json"
+    shutil.copyfile(ROOT / "weights_manifest.json", manifest)
+    with pytest.raises(hub.SourceError, match="not a commit sha"):
+        manifest_entry(out, "you/facecam-tiny", "main")
+    with HubServer() as server:
+        commit = server.add_repo("you/facecam-tiny")
+        for p in out.iterdir():
+            server.add_file("you/facecam-tiny", p.name, p.read_bytes())
+        add_to_manifest(manifest, "facecam-tiny", manifest_entry(out, "you/facecam-tiny", commit))
+        loaded = hub.load_manifest(manifest)
+        assert loaded.models["facecam-tiny"].revision == commit and not loaded.status
+        model = FaceModel.from_pretrained("facecam-tiny", cache_dir=tmp_path / "cache", endpoint=server.url,
+                                          manifest=loaded)
+        np.testing.assert_array_equal(model.generate(2, 1).vertices, FaceModel(out).generate(2, 1).vertices)
+
+
+def test_publish_without_a_model_folder_or_network_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "train", "publish", "--model", str(tmp_path), "--repo-id", "a/b"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not an exported model folder" in proc.stderr, proc.stderr
+
+
+def test_identity_interpolation_and_style_editing(exported):
+    model = FaceModel(exported[0])
+    ends = model.interpolate_identities(1, 2, [0.0, 0.5, 1.0], "2_smile")
+    np.testing.assert_allclose(ends[0].vertices, model.generate(1, "2_smile").vertices, atol=1e-5)
+    np.testing.assert_allclose(ends[2].vertices, model.generate(2, "2_smile").vertices, atol=1e-5)
+    assert not np.allclose(ends[1].vertices, ends[0].vertices) and not np.allclose(ends[1].vertices, ends[2].vertices)
+    own = model.generate(1, "2_smile")
+    styled = model.style_edit(1, 2, "2_smile")
+    assert np.array_equal(model.style_edit(1, 1, "2_smile").vertices, own.vertices)
+    assert not np.allclose(styled.vertices, own.vertices)
+    # only the expression changes hands: G_id still gets identity 1, so the neutral is identity 1's
+    z1 = model.identity_code(1)[None]
+    mu_id = model.shape.g_id(z1, model.noise_code(0)[None, :model.shape_cfg.z_noise_dim])
+    assert torch.equal(mu_id, model.shape.embeddings(z1, model.expression_code("2_smile")[None],
+                                                     model.noise_code(0)[None, :model.shape_cfg.z_noise_dim],
+                                                     style_z_id=model.identity_code(2)[None])[0])

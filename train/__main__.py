@@ -51,6 +51,12 @@ def main(argv=None) -> int:
     exp.add_argument("--set", choices=("facescape", "bp4d"), default="facescape")
     exp.add_argument("--out", help="model folder (default: outputs/CONFIG/export/facecam-CONFIG)")
     exp.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
+    pub = sub.add_parser("publish", help="upload an exported model folder to the hub and print its manifest entry")
+    pub.add_argument("--model", required=True, help="the exported model folder")
+    pub.add_argument("--repo-id", required=True, help="owner/name on the hub")
+    pub.add_argument("--name", help="the model's name in weights_manifest.json (default: its config name)")
+    pub.add_argument("--update-manifest", action="store_true", help="write the entry into weights_manifest.json")
+    pub.add_argument("--manifest", help="manifest path (default: the repository's weights_manifest.json)")
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
@@ -67,6 +73,9 @@ def main(argv=None) -> int:
         if args.command == "cgan":
             from train.cgan import main as cgan_main
             return cgan_main(args)
+        if args.command == "publish":
+            from train.publish import main as publish_main
+            return publish_main(args)
         if args.command == "export":
             from train.export import main as export_main
             return export_main(args)

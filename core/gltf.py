@@ -1,0 +1,96 @@
+"""Write faces as binary glTF 2.0 (.glb): one mesh, its UVs and texture, and optionally an intensity sweep as
+morph targets (shape keys in Blender, blend shapes elsewhere), named after their intensities.
+
+glTF has no quads: polygons are fan-triangulated here (the OBJ export keeps quads). Positions are converted to
+metres (glTF's unit) from the template's units; both are y-up, as glTF wants.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+
+import numpy as np
+
+from .atomic import write_bytes_atomic
+
+UNIT_TO_METRES = {"cm": 0.01, "mm": 0.001, "m": 1.0}
+_FLOAT, _UINT32 = 5126, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+def _triangles(sizes: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    tris = [corners[starts[sizes >= k + 2][:, None] + np.array([0, k, k + 1])] for k in range(1, int(sizes.max()) - 1)]
+    return np.concatenate(tris)
+
+
+def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
+    """face: a core.face_model.Face; morph_faces: faces of the same mesh whose vertices become morph targets."""
+    if units not in UNIT_TO_METRES:
+        raise ValueError(f"units {units!r}: expected one of {sorted(UNIT_TO_METRES)}")
+    scale = UNIT_TO_METRES[units]
+    # glTF stores one UV per vertex: split vertices where a UV seam gives one vertex several UVs
+    pairs = np.stack([face.polygon_vertices, face.polygon_uv_indices], axis=1)
+    unique, corner_to_vertex = np.unique(pairs, axis=0, return_inverse=True)
+    corner_to_vertex = corner_to_vertex.reshape(-1)
+    source_vertex = unique[:, 0]
+    positions = (face.vertices[source_vertex] * scale).astype(np.float32)
+    uvs = face.uvs[unique[:, 1]].astype(np.float32) * np.array([1, -1], np.float32) + np.array([0, 1], np.float32)
+    indices = _triangles(face.polygon_sizes, corner_to_vertex).astype(np.uint32).reshape(-1)
+
+    blob, views, accessors = io.BytesIO(), [], []
+
+    def add(array: np.ndarray, kind: str, target: int | None, minmax: bool = False) -> int:
+        while blob.tell() % 4:
+            blob.write(b"\0")
+        view = {"buffer": 0, "byteOffset": blob.tell(), "byteLength": array.nbytes}
+        if target:
+            view["target"] = target
+        blob.write(np.ascontiguousarray(array).tobytes())
+        views.append(view)
+        acc = {"bufferView": len(views) - 1, "componentType": _UINT32 if array.dtype == np.uint32 else _FLOAT,
+               "count": len(array), "type": kind}
+        if minmax:
+            acc["min"], acc["max"] = array.min(0).tolist(), array.max(0).tolist()
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    primitive = {"attributes": {"POSITION": add(positions, "VEC3", _ARRAY_BUFFER, True),
+                                "TEXCOORD_0": add(uvs, "VEC2", _ARRAY_BUFFER)},
+                 "indices": add(indices, "SCALAR", _ELEMENT_ARRAY_BUFFER)}
+    mesh: dict = {"name": face.metadata.get("model", "face"), "primitives": [primitive]}
+    if morph_faces:
+        primitive["targets"] = [
+            {"POSITION": add((m.vertices[source_vertex] * scale).astype(np.float32) - positions, "VEC3",
+                             _ARRAY_BUFFER, True)} for m in morph_faces]
+        mesh["weights"] = [0.0] * len(morph_faces)
+        mesh["extras"] = {"targetNames": list(morph_names)}  # Blender's importer names shape keys from these
+    gltf: dict = {"asset": {"version": "2.0", "generator": "facecam"}, "scene": 0,
+                  "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": mesh["name"]}], "meshes": [mesh]}
+    if face.texture is not None:
+        from PIL import Image
+        png = io.BytesIO()
+        Image.fromarray(face.texture).save(png, format="PNG")
+        while blob.tell() % 4:
+            blob.write(b"\0")
+        views.append({"buffer": 0, "byteOffset": blob.tell(), "byteLength": png.getbuffer().nbytes})
+        blob.write(png.getvalue())
+        gltf.update(images=[{"bufferView": len(views) - 1, "mimeType": "image/png"}], samplers=[{}],
+                    textures=[{"source": 0, "sampler": 0}],
+                    materials=[{"name": "face_skin", "pbrMetallicRoughness": {
+                        "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.6}}])
+        primitive["material"] = 0
+    while blob.tell() % 4:
+        blob.write(b"\0")
+    gltf.update(buffers=[{"byteLength": blob.tell()}], bufferViews=views, accessors=accessors)
+    text = json.dumps(gltf, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    body = blob.getvalue()
+    return (struct.pack("<III", 0x46546C67, 2, 12 + 8 + len(text) + 8 + len(body))
+            + struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(body), 0x004E4942) + body)
+
+
+def write_glb(path: str | os.PathLike, face, morph_faces=(), morph_names=(), units: str = "cm") -> None:
+    write_bytes_atomic(path, face_glb(face, morph_faces, morph_names, units))

@@ -1,0 +1,87 @@
+"""core.texture_inference.FastTextureGenerator gives the plain TextureGenerator's output, only faster."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.texture_inference import FastTextureGenerator, upsample_conv_weight
+from core.texture_networks import EqualConv2d, TextureGenerator, TextureNetConfig
+
+PAPER_LIKE = dict(max_resolution=128, channels=(256, 256, 256, 256, 128, 64))  # the paper's widths, cut at 128 px
+QUICK = dict(max_resolution=64, channels=(64, 64, 64, 48, 32))
+
+
+def trained_like(seed: int = 0, **widths) -> TextureGenerator:
+    """Random weights, and random biases too: freshly built ones are zero and would hide a lost or misplaced bias."""
+    torch.manual_seed(seed)
+    g = TextureGenerator(TextureNetConfig(num_identities=32, num_expressions=20, z_id_dim=20, z_noise_dim=256,
+                                          **widths)).eval()
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    return g
+
+
+def latents(batch: int, intensity: float = 1.0, seed: int = 1):
+    torch.manual_seed(seed)
+    exp = torch.eye(20)[torch.randint(20, (batch,))] * intensity
+    return torch.randn(batch, 20), exp, torch.randn(batch, 256)
+
+
+def assert_same(fast: torch.Tensor, plain: torch.Tensor):
+    assert fast.shape == plain.shape
+    assert plain.abs().max() > 0.1  # a real signal, not two tensors of zeros
+    assert float((fast - plain).abs().max()) <= 1e-4 * max(1.0, float(plain.abs().max()))
+
+
+@pytest.mark.parametrize("widths", [PAPER_LIKE, QUICK], ids=["paper-like", "quick"])
+@pytest.mark.parametrize("intensity", [1.0, 0.35])
+def test_fast_path_equals_the_plain_generator(widths, intensity):
+    g = trained_like(**widths)
+    z = latents(3, intensity)
+    with torch.no_grad():
+        plain = g(*z)
+    fast = FastTextureGenerator.from_generator(g)(*z)
+    assert fast.shape == (3, 3, widths["max_resolution"], widths["max_resolution"])
+    assert fast.is_contiguous() and not fast.requires_grad
+    assert_same(fast, plain)
+    # each sample is its own: the batch row equals the same latent run alone
+    assert_same(FastTextureGenerator.from_generator(g)(*(t[1:2] for t in z)), plain[1:2])
+
+
+def test_mixed_expressions_nchw_layout_and_lower_resolutions():
+    g = trained_like(seed=2, **QUICK)
+    z_id, exp, noise = latents(2)
+    exp = torch.rand(2, 20)  # action-unit-like intensities, not one-hot
+    with torch.no_grad():
+        assert_same(FastTextureGenerator.from_generator(g, channels_last=False)(z_id, exp, noise), g(z_id, exp, noise))
+        for r in (4, 8, 32):  # a generator trained only so far; 4 px has no upsampling block at all
+            fast = FastTextureGenerator.from_generator(g, resolution=r)(z_id, exp, noise)
+            assert fast.shape == (2, 3, r, r)
+            assert_same(fast, g(z_id, exp, noise, resolution=r))
+
+
+def test_upsample_conv_weight_is_conv_of_nearest_upsampling():
+    torch.manual_seed(3)
+    conv = EqualConv2d(5, 7, 3)
+    x = torch.randn(2, 5, 6, 9)  # not square: rows and columns must not be swapped
+    with torch.no_grad():
+        want = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        got = F.conv_transpose2d(x, upsample_conv_weight(conv), conv.bias, stride=2, padding=1)
+    assert got.shape == want.shape == (2, 7, 12, 18)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_the_generator_is_left_untouched_and_the_copy_is_frozen():
+    g = trained_like(**QUICK)
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    fast = FastTextureGenerator.from_generator(g)
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+    assert list(fast.parameters()) == []  # buffers only: nothing for an optimiser to pick up
+    with torch.no_grad():
+        for p in g.parameters():  # later training of g does not leak into the frozen copy
+            p.add_(1.0)
+    z = latents(1)
+    g.load_state_dict(before)
+    with torch.no_grad():
+        assert_same(fast(*z), g(*z))

@@ -1,0 +1,74 @@
+"""Publish an exported model folder to the Hugging Face hub and pin it in weights_manifest.json.
+
+    python -m train publish --model outputs/quick/export/facecam-quick --repo-id you/facecam-quick \
+        [--name facecam-quick] [--update-manifest]
+
+Uploads the folder with huggingface_hub (a token from `hf auth login` or HF_TOKEN), then prints the manifest entry
+for the commit the upload made: repo id, that commit's sha as the pinned revision, every file's sha256 and size,
+license and description from the folder's config.json and model card. --update-manifest also writes the entry into
+weights_manifest.json (atomically; the status note goes once a model is listed).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from core.atomic import write_text_atomic
+from core.hub import DEFAULT_MANIFEST, check_revision, check_weight_filename, load_manifest
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_entry(folder: Path, repo_id: str, revision: str) -> dict:
+    """The manifest's record of a model folder as published at `revision`."""
+    check_revision(revision, f"{repo_id} revision")
+    config = json.loads((folder / "config.json").read_text())
+    files = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        check_weight_filename(path.name)
+        files[path.name] = {"sha256": file_digest(path), "size": path.stat().st_size}
+    kind = "action units" if config.get("expression_labels") == "action_units" else "expressions"
+    description = (f"{config['name']}: {len(config['expressions'])} {kind}, "
+                   f"{'shape and texture' if config.get('texture') else 'shape only'}; {config['trained_on']}")
+    return {"repo_id": repo_id, "revision": revision, "license": config["license"],
+            "description": " ".join(description.split()), "files": files}
+
+
+def add_to_manifest(manifest_path: Path, name: str, entry: dict) -> None:
+    data = json.loads(manifest_path.read_text())
+    data["models"][name] = entry
+    data.pop("status", None)  # "nothing is published yet" stops being true
+    write_text_atomic(manifest_path, json.dumps(data, indent=2) + "\n")
+    load_manifest(manifest_path)  # what we wrote must read back
+
+
+def main(args) -> int:
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file() or not (folder / "README.md").is_file():
+        raise FileNotFoundError(f"{folder}: not an exported model folder (config.json and README.md); run "
+                                f"`python -m train export` first")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    try:
+        api.create_repo(args.repo_id, exist_ok=True)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=args.repo_id,
+                                   commit_message=f"facecam: {json.loads((folder / 'config.json').read_text())['name']}")
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise ValueError(f"uploading {folder} to {args.repo_id} failed: {e} (log in with `hf auth login` or set "
+                         f"HF_TOKEN; the hub must be reachable)") from None
+    entry = manifest_entry(folder, args.repo_id, commit.oid)
+    name = args.name or json.loads((folder / "config.json").read_text())["name"]
+    print(json.dumps({name: entry}, indent=2))
+    if args.update_manifest:
+        add_to_manifest(Path(args.manifest or DEFAULT_MANIFEST), name, entry)
+        print(f"pinned in {args.manifest or DEFAULT_MANIFEST}")
+    return 0
