@@ -90,8 +90,7 @@ class FastTextureGenerator(nn.Module):
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            x = torch.cat([z_id, z_exp, z_noise], dim=1)
-            x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+            x = TextureGenerator.latent(z_id, z_exp, z_noise)
             x = _act_norm_(F.linear(x, self.dense_w, self.dense_b).view(len(x), self.c0, 4, 4))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

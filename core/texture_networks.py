@@ -121,12 +121,18 @@ class TextureGenerator(nn.Module):
         self.blocks = nn.ModuleList(_GeneratorBlock(a, b) for a, b in zip(c[:-1], c[1:]))
         self.to_rgb = nn.ModuleList(EqualConv2d(ch, 3, 1, gain=1.0) for ch in c)
 
+    @staticmethod
+    def latent(z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
+        """Only the noise is pixel-normed (Karras et al. normalise the whole latent): normalising z_exp with it would
+        undo intensity scaling, and 256 noise dimensions would drown the 20 + 20 of the condition."""
+        return torch.cat([z_id, z_exp, pixel_norm(z_noise)], dim=1)
+
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
                 resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         """(B, 3, R, R) offsets from the template at resolution R (default max); alpha < 1 blends the newest block
         in over the previous resolution's output upsampled."""
         level = self.cfg.resolutions.index(resolution or self.cfg.max_resolution)
-        x = pixel_norm(torch.cat([z_id, z_exp, z_noise], dim=1))
+        x = self.latent(z_id, z_exp, z_noise)
         x = pixel_norm(_act(self.dense(x).view(len(x), -1, 4, 4)))
         x = pixel_norm(_act(self.conv4(x)))
         previous = x

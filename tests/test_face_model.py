@@ -128,7 +128,7 @@ def test_broken_model_folders_are_named(exported, tmp_path):
         FaceModel(bad)
 
 
-def test_loads_from_a_hub_and_downloads_only_what_it_needs(exported, tmp_path, loopback_only):
+def test_loads_from_a_hub_and_downloads_only_what_it_needs(exported, tmp_path, loopback_only, monkeypatch):
     out = exported[0]
     with HubServer() as server:
         commit = server.add_repo("facecam/tiny")
@@ -152,6 +152,13 @@ def test_loads_from_a_hub_and_downloads_only_what_it_needs(exported, tmp_path, l
         server.tamper("facecam/tiny", "shape.safetensors", b"x" * (out / "shape.safetensors").stat().st_size)
         with pytest.raises(hub.ChecksumMismatchError, match="shape.safetensors"):
             FaceModel.from_pretrained("tiny", cache_dir=tmp_path / "cache3", endpoint=server.url, manifest=manifest)
+    # the hub is gone: the pinned files come from the cache, with or without HF_HUB_OFFLINE
+    again = FaceModel.from_pretrained("tiny", cache_dir=tmp_path / "cache2", endpoint=server.url, manifest=manifest)
+    np.testing.assert_array_equal(again.generate(3, "2_smile", 1.2, 1).vertices, local.vertices)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    FaceModel.from_pretrained("tiny", cache_dir=tmp_path / "cache2", endpoint=server.url, manifest=manifest)
+    with pytest.raises(hub.WeightsOfflineError, match="HF_HUB_OFFLINE"):
+        FaceModel.from_pretrained("tiny", cache_dir=tmp_path / "empty", endpoint=server.url, manifest=manifest)
 
 
 def test_command_line_writes_obj_mtl_png(exported, tmp_path):

@@ -149,3 +149,12 @@ def test_a_set_without_textures_is_refused_with_the_fix(tiny, tmp_path):
             train_texture(cfg, stored, tmp_path / "none", progress=False)
     finally:
         stored.textures = saved
+
+
+def test_intensity_reaches_the_generator_unnormalised():
+    cfg = small_cfg()
+    z_id, z_exp, z_noise = codes(cfg)
+    a, b = TextureGenerator.latent(z_id, z_exp, z_noise), TextureGenerator.latent(z_id, 2.5 * z_exp, z_noise)
+    n = cfg.z_id_dim
+    torch.testing.assert_close(b[:, n:n + cfg.num_expressions], 2.5 * z_exp)
+    torch.testing.assert_close(a[:, n + cfg.num_expressions:], b[:, n + cfg.num_expressions:])  # the noise part
