@@ -4,7 +4,8 @@
 
 Rows: model load from a local folder (the same code reads the hub cache); one mesh and a 10-level intensity sweep
 from the paper-size decoder (130 -> 512 -> 1024 -> 26,719 x 3, random weights: speed does not depend on them), the
-way MeshDecoder.decode runs it and, beside it, the plain nn.Linear orientation; one face and a sweep from the
+way FaceModel runs it (MeshDecoder.prepare_for_inference: the last layer packed for oneDNN) and, beside it,
+through plain nn.Linear; one face and a sweep from the
 exported quick model. Times are the best of --repeats after a warm-up.
 """
 from __future__ import annotations
@@ -48,13 +49,13 @@ def main(argv=None) -> int:
     rows = []
     torch.manual_seed(0)
     paper = MeshDecoder(ShapeNetConfig(num_vertices=V, num_identities=847, num_expressions=20,
-                                       decoder=(512, 1024))).eval()
+                                       decoder=(512, 1024))).prepare_for_inference()
     mu_id, mu_exp = torch.randn(10, 100), torch.randn(10, 30)
     one = best_ms(lambda: paper.decode(mu_id[:1], mu_exp[:1]), args.repeats)
 
     def plain(b):
         return paper.coder.decode(paper.decoder(torch.cat([mu_id[:b], mu_exp[:b]], 1)))
-    rows.append(row("paper decoder, one mesh", one, 40.0, "addmm, weight on the left"))
+    rows.append(row("paper decoder, one mesh", one, 40.0, "last layer packed for oneDNN"))
     rows.append(row("paper decoder, one mesh, nn.Linear", best_ms(lambda: plain(1), args.repeats), 40.0))
     rows.append(row("paper decoder, sweep of 10 in one batch", best_ms(lambda: paper.decode(mu_id, mu_exp),
                                                                        args.repeats), 2 * one,

@@ -108,7 +108,7 @@ class FaceModel:
         for module, prefix in ((decoder, ""), (g_id, "g_id."), (g_exp, "g_exp.")):
             _load_tensors(shape_path, module, prefix, tensors)
         self.training_z_ids = tensors.get("z_id")
-        self.shape = ShapeGenerator(decoder.eval(), g_id.eval(), g_exp.eval())
+        self.shape = ShapeGenerator(decoder.prepare_for_inference(), g_id.eval(), g_exp.eval())
         template_path = Path(path("template.safetensors"))
         t = load_file(template_path)
         try:

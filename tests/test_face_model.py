@@ -276,3 +276,21 @@ def test_identity_interpolation_and_style_editing(exported):
     assert torch.equal(mu_id, model.shape.embeddings(z1, model.expression_code("2_smile")[None],
                                                      model.noise_code(0)[None, :model.shape_cfg.z_noise_dim],
                                                      style_z_id=model.identity_code(2)[None])[0])
+
+
+def test_packed_decoder_gives_the_plain_decoders_meshes():
+    from core.shape_networks import MeshDecoder, ShapeNetConfig
+    torch.manual_seed(0)
+    decoder = MeshDecoder(ShapeNetConfig(num_vertices=500, num_identities=4, num_expressions=3, decoder=(32, 64)))
+    mu_id, mu_exp = torch.randn(10, 100), torch.randn(10, 30)
+    with torch.no_grad():
+        plain = decoder.coder.decode(decoder.decoder(torch.cat([mu_id, mu_exp], 1)))
+    decoder.prepare_for_inference()
+    with torch.inference_mode():
+        packed = decoder.decode(mu_id, mu_exp)
+    assert packed.shape == (10, 500, 3)
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    if torch.backends.mkldnn.is_available():
+        assert decoder._packed_last is not None
+    with torch.enable_grad():  # training never goes through the packed copy
+        assert decoder.decode(mu_id, mu_exp).requires_grad
