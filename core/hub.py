@@ -215,6 +215,9 @@ def _discard(path: Path) -> None:
 def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | None, int | None]],
                 cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> dict[str, Path]:
     """Download (or reuse from the cache) just `files` of repo_id@revision; each is checked before it is returned."""
+    # huggingface_hub 2.4 otherwise contacts huggingface.co itself on every call (a telemetry list), whatever the
+    # endpoint; it reads this at import, so it counts when facecam is first to import it. A user's own setting wins.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         from huggingface_hub import constants, errors, hf_hub_download
     except ImportError as e:

@@ -293,3 +293,14 @@ def test_manifest_checksum_guards_a_changed_repo(server, tmp_path):
     entry = hub.load_manifest(write_manifest(tmp_path, data)).models["tiny"]
     with pytest.raises(hub.ChecksumMismatchError, match="b" * 64):
         hub.fetch_model_files(entry, ["config.json"], cache_dir=tmp_path / "c", endpoint=server.url)
+
+
+def test_facecam_turns_huggingface_hub_telemetry_off_unless_the_user_chose():
+    code = ("import os\nfrom core import hub\ntry:\n    hub.fetch_files('a/b', 'main', {})\nexcept hub.SourceError:\n"
+            "    pass\nfrom huggingface_hub import constants\nprint(constants.HF_HUB_DISABLE_TELEMETRY)\n")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stderr
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(env, HF_HUB_DISABLE_TELEMETRY="0"),
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
