@@ -294,3 +294,28 @@ def test_packed_decoder_gives_the_plain_decoders_meshes():
         assert decoder._packed_last is not None
     with torch.enable_grad():  # training never goes through the packed copy
         assert decoder.decode(mu_id, mu_exp).requires_grad
+
+
+def test_action_unit_model_takes_named_intensities(tmp_path_factory):
+    from conftest import tiny_config_dict
+    folder = tmp_path_factory.mktemp("au_model")
+    spec = tiny_config_dict()
+    spec["shape"]["sae"]["epochs"] = 10
+    spec["shape"]["cgan"]["epochs"] = 10
+    spec["shape"]["network"]["code_dim"] = 12  # one training subject: 8 tasks x 2 frames
+    (folder / "tiny.json").write_text(json.dumps(spec))
+    cfg = load_config(folder / "tiny.json")
+    stored = StoredSet(build_set("bp4d", data_config(cfg), folder / "set", progress=False))
+    sae = train_sae(cfg, stored, folder / "sae", progress=False)
+    gan = train_cgan(cfg, sae, folder / "gan", progress=False)
+    card = {"trained_on": "the tiny BP4D-like test set", "license": "MIT", "metrics": None}
+    model = FaceModel(export_model(stored, sae, gan, None, folder / "model", "facecam-tiny-au", card))
+    assert model.au_model and model.expression_names == list(stored.au_names)
+    au = stored.au_names[0]
+    torch.testing.assert_close(model.expression_code({au: 5.0}), torch.eye(len(stored.au_names))[0])  # trained /5
+    smile = model.generate(1, {au: 4.0, stored.au_names[1]: 2.0})
+    assert smile.vertices.shape == (stored.template.num_vertices, 3) and smile.texture is None
+    assert not np.allclose(smile.vertices, model.generate(1, {}).vertices)
+    assert "action units" in (folder / "model" / "README.md").read_text()
+    with pytest.raises(ValueError, match="unknown expression 'AU99'"):
+        model.generate(1, {"AU99": 1.0})
