@@ -1,3 +1,4 @@
+import csv
 import json
 import socket
 
@@ -88,3 +89,9 @@ def loopback_only(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield
     assert not escapes, f"tests must not leave the machine: {escapes}"
+
+
+def log_rows(run) -> list[dict]:
+    """The rows of a run folder's log.csv."""
+    with (run / "log.csv").open() as f:
+        return list(csv.DictReader(f))

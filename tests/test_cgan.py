@@ -1,5 +1,4 @@
 """The conditional GANs (Eq. 2-4): each head learns its own labels, generators get their own heads, resume is exact."""
-import csv
 import json
 
 import numpy as np
@@ -7,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import interrupt_after_epoch
+from conftest import interrupt_after_epoch, log_rows
 from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
@@ -25,11 +24,6 @@ def sae_run(tmp_path_factory):
     return cfg, train_sae(cfg, stored, folder / "sae", progress=False)
 
 
-def rows(run):
-    with (run / "log.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
 def test_heads_learn_their_own_labels_and_generators_follow(sae_run, tmp_path):
     cfg, sae = sae_run
     run = train_cgan(cfg, sae, tmp_path / "gan", progress=False)
@@ -41,7 +35,7 @@ def test_heads_learn_their_own_labels_and_generators_follow(sae_run, tmp_path):
     assert (ids != exps).float().mean() > 0.8  # a head fed the other head's labels fails below
     assert (id_logits.argmax(1) == ids).float().mean() > 0.9
     assert (exp_logits.argmax(1) == exps).float().mean() > 0.9
-    last = rows(run)[-1]
+    last = log_rows(run)[-1]
     assert float(last["acc_id_fake"]) > 0.9 and float(last["acc_exp_fake"]) > 0.6
     z = load_file(run / "z_id.safetensors")["z_id"]
     cfg_z = json.loads((run / "cgan.json").read_text())["z_id_dim"]
@@ -65,9 +59,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(sae_run, tmp_path, monkeyp
         train_cgan(short, sae, tmp_path / "cut", progress=False)
     monkeypatch.undo()
     resumed = train_cgan(short, sae, tmp_path / "cut", resume=True, progress=False)
-    assert [int(r["epoch"]) for r in rows(resumed)] == list(range(8))
+    assert [int(r["epoch"]) for r in log_rows(resumed)] == list(range(8))
     # lr_decay_fraction 0.5: constant for 4 epochs, then linearly down, resumed mid-decay
-    assert [float(r["lr_factor"]) for r in rows(resumed)] == [1.0] * 5 + [0.75, 0.5, 0.25]
+    assert [float(r["lr_factor"]) for r in log_rows(resumed)] == [1.0] * 5 + [0.75, 0.5, 0.25]
     for name in ("generators", "discriminator"):
         a, b = load_file(whole / f"{name}.safetensors"), load_file(resumed / f"{name}.safetensors")
         for k in a:

@@ -1,5 +1,4 @@
 """The supervised auto-encoder trains as Eq. 1 says, resumes after a kill, and runs data-parallel with torchrun."""
-import csv
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import log_rows
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
 from train.evaluate import load_sae
@@ -31,11 +31,6 @@ def tiny(tmp_path_factory):
     stored = StoredSet(build_set("facescape", data_config(cfg), folder / "outputs/tiny/data/facescape",
                                  progress=False))
     return cfg, stored, folder
-
-
-def log_rows(run: Path) -> list[dict]:
-    with (run / "log.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 def test_sae_learns_and_each_head_predicts_its_own_labels(tiny, tmp_path):

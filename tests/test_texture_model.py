@@ -1,5 +1,4 @@
 """The progressive texture GAN: growth and fade-in, WGAN-GP with class heads, shared z_id, resume after a kill."""
-import csv
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig, minibatch_stddev
-from conftest import interrupt_after_epoch
+from conftest import interrupt_after_epoch, log_rows
 from train.cgan import identity_codes
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
@@ -103,15 +102,10 @@ def tiny(tmp_path_factory):
     return cfg, StoredSet(build_set("facescape", data_config(cfg), folder / "set", progress=False))
 
 
-def rows(run):
-    with (run / "log.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
 def test_training_runs_every_phase_and_exports(tiny, tmp_path):
     cfg, stored = tiny
     run = train_texture(cfg, stored, tmp_path / "tex", progress=False)
-    log = rows(run)
+    log = log_rows(run)
     assert [(int(r["resolution"]), r["phase"]) for r in log] == [(8, "stable"), (16, "fade"), (16, "stable")]
     assert float(log[1]["alpha"]) == pytest.approx(1.0)  # the fade ends at alpha 1
     for name in ("008_stable", "016_fade", "016_stable"):
@@ -135,7 +129,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny, tmp_path, monkeypatc
         train_texture(cfg, stored, tmp_path / "cut", progress=False)
     monkeypatch.undo()
     resumed = train_texture(cfg, stored, tmp_path / "cut", resume=True, progress=False)
-    assert [int(r["epoch"]) for r in rows(resumed)] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in log_rows(resumed)] == [0, 1, 2]
     a, b = load_file(whole / "texture.safetensors"), load_file(resumed / "texture.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
