@@ -50,6 +50,25 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_safetensors_atomic(path: str | os.PathLike, tensors: dict) -> None:
+    """Tensors as one safetensors file, atomically and with the usual permissions (safetensors itself writes 0600)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_png_atomic(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a uint8 image, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, as a PNG atomically; returns the path."""
     # Imported here: core/ ships inside the Blender add-on, whose Python has numpy but not PIL.

@@ -121,6 +121,7 @@ class FaceModel:
                                    f"shape config has {cfg.num_vertices} vertices")
         from PIL import Image
         self.template_texture = np.asarray(Image.open(path("template_texture.png")).convert("RGB"))
+        self._template_tile = torch.from_numpy(self.template_texture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
         self.texture = None
         if self.texture_cfg is not None:
             texture_path = Path(path(TEXTURE_FILE))
@@ -208,7 +209,7 @@ class FaceModel:
 
     def _compose_textures(self, offsets: torch.Tensor) -> np.ndarray:
         """Crop offsets (B, 3, R, R) in [-1, 1] units, added to the template over the crop window of the tile."""
-        tile = torch.from_numpy(self.template_texture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+        tile = self._template_tile
         size = tile.shape[-1]
         u0, u1, v0, v1 = self.crop_window
         top, bottom = round((1 - v1) * size), round((1 - v0) * size)

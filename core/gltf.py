@@ -14,16 +14,11 @@ import struct
 import numpy as np
 
 from .atomic import write_bytes_atomic
+from .template import FaceTemplate
 
 UNIT_TO_METRES = {"cm": 0.01, "mm": 0.001, "m": 1.0}
 _FLOAT, _UINT32 = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-
-
-def _triangles(sizes: np.ndarray, corners: np.ndarray) -> np.ndarray:
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    tris = [corners[starts[sizes >= k + 2][:, None] + np.array([0, k, k + 1])] for k in range(1, int(sizes.max()) - 1)]
-    return np.concatenate(tris)
 
 
 def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
@@ -31,14 +26,16 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
     if units not in UNIT_TO_METRES:
         raise ValueError(f"units {units!r}: expected one of {sorted(UNIT_TO_METRES)}")
     scale = UNIT_TO_METRES[units]
+    template = FaceTemplate(len(face.vertices), face.polygon_sizes, face.polygon_vertices, face.polygon_uv_indices,
+                            face.uvs)
+    tri_vertices, tri_uvs = template.triangles()
     # glTF stores one UV per vertex: split vertices where a UV seam gives one vertex several UVs
-    pairs = np.stack([face.polygon_vertices, face.polygon_uv_indices], axis=1)
-    unique, corner_to_vertex = np.unique(pairs, axis=0, return_inverse=True)
-    corner_to_vertex = corner_to_vertex.reshape(-1)
+    unique, corner_to_vertex = np.unique(np.stack([tri_vertices.ravel(), tri_uvs.ravel()], axis=1), axis=0,
+                                         return_inverse=True)
     source_vertex = unique[:, 0]
     positions = (face.vertices[source_vertex] * scale).astype(np.float32)
     uvs = face.uvs[unique[:, 1]].astype(np.float32) * np.array([1, -1], np.float32) + np.array([0, 1], np.float32)
-    indices = _triangles(face.polygon_sizes, corner_to_vertex).astype(np.uint32).reshape(-1)
+    indices = corner_to_vertex.reshape(-1).astype(np.uint32)
 
     blob, views, accessors = io.BytesIO(), [], []
 

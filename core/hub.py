@@ -5,13 +5,14 @@ before anyone reads them. Only .safetensors, .json and .png files are accepted: 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from .atomic import file_sha256
 
 FORMAT_VERSION = 1
 # core/ and weights_manifest.json sit side by side both in the repo and in the Blender extension zip.
@@ -196,14 +197,6 @@ def _offline() -> bool:
     return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _discard(path: Path) -> None:
     """Remove a cached file and the blob it links to; huggingface_hub would relink a surviving blob untouched."""
     blob = path.resolve() if path.is_symlink() else None
@@ -255,7 +248,7 @@ def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | Non
             _discard(path)
             raise SizeMismatchError(f"{name!r} of {where}: expected {size} bytes, got {actual_size}; the bad copy was "
                                     f"removed from the cache; if this repeats, the hub copy or the manifest is wrong")
-        if sha256 is not None and (actual := _sha256(path)) != sha256:
+        if sha256 is not None and (actual := file_sha256(path)) != sha256:
             _discard(path)
             raise ChecksumMismatchError(f"{name!r} of {where}: sha256 mismatch, expected {sha256}, got {actual}; the "
                                         f"bad copy was removed from the cache; if this repeats, the hub copy or the "

@@ -125,6 +125,8 @@ class MeshDecoder(nn.Module):
     """The half of the SAE that generation needs: the shared decoder and the coder. Inference loads only these
     (the paper-size encoders alone hold 2 x 82 M parameters); the SAE extends it with the same parameter names."""
 
+    PARTS = ("coder.", "decoder.")  # the prefixes of its state dict: what an export keeps of an SAE
+
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
         self.cfg = cfg

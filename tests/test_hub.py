@@ -1,4 +1,5 @@
 """core.hub against the real huggingface_hub client talking to a loopback hub (tests/hub_server.py); no internet."""
+import hashlib
 import json
 import os
 import subprocess
@@ -110,7 +111,7 @@ def test_tampered_file_is_refused_and_not_kept(server, tmp_path):
                         endpoint=server.url)
     msg = str(e.value)
     assert "decoder.safetensors" in msg and server.specs["decoder.safetensors"][0] in msg
-    assert hub.hashlib.sha256(bad).hexdigest() in msg
+    assert hashlib.sha256(bad).hexdigest() in msg
     assert cached_files(tmp_path) == []  # neither the snapshot link nor the blob survives
 
     server.tamper(REPO, "decoder.safetensors", None)

@@ -152,3 +152,13 @@ def test_intensity_reaches_the_generator_unnormalised():
     n = cfg.z_id_dim
     torch.testing.assert_close(b[:, n:n + cfg.num_expressions], 2.5 * z_exp)
     torch.testing.assert_close(a[:, n + cfg.num_expressions:], b[:, n + cfg.num_expressions:])  # the noise part
+
+
+def test_critic_input_is_the_image_split_into_tone_and_detail():
+    from core.texture_networks import tone_and_detail
+    x = torch.rand(3, 3, 8, 8) * 2 - 1
+    split = tone_and_detail(x)
+    assert split.shape == (3, 6, 8, 8)
+    torch.testing.assert_close(split[:, :3] + split[:, 3:], x)  # nothing lost
+    torch.testing.assert_close(split[:, 3:], x.mean(dim=(2, 3), keepdim=True).expand_as(x))
+    assert split[:, :3].mean(dim=(2, 3)).abs().max() < 1e-6  # detail carries no tone

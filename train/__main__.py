@@ -8,6 +8,16 @@ from train.config import ConfigError
 from train.data import cli as data_cli
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, set_help: str, out_default: str) -> None:
+    """What every training command takes: config, data set, run folder, resume, device."""
+    parser.add_argument("--config", default="quick")
+    parser.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+                        help=f"{set_help} (default: facescape)")
+    parser.add_argument("--out", help=f"run folder (default: {out_default})")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description="facecam training command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -15,28 +25,13 @@ def main(argv=None) -> int:
     demo = sub.add_parser("demo", help="the main job: build the quick sets and write contact sheets")
     demo.add_argument("--config", default="quick")
     sae = sub.add_parser("sae", help="train the supervised auto-encoder (or, --unsupervised, the plain AE)")
-    sae.add_argument("--config", default="quick")
+    add_run_arguments(sae, "holistic expressions, or action units", "outputs/CONFIG/shape/sae or .../ae")
     sae.add_argument("--unsupervised", action="store_true", help="drop the classification terms (the paper's AE)")
-    sae.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
-                     help="holistic expressions, or action units (default: facescape)")
-    sae.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/sae or .../ae)")
-    sae.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    sae.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     cgan = sub.add_parser("cgan", help="train the conditional GANs on a trained SAE's embeddings")
-    cgan.add_argument("--config", default="quick")
-    cgan.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
-                      help="which SAE's embeddings, for the default folders (default: facescape)")
+    add_run_arguments(cgan, "which SAE's embeddings, for the default folders", "outputs/CONFIG/shape/cgan")
     cgan.add_argument("--sae", help="SAE run folder (default: outputs/CONFIG/shape/sae, or sae_bp4d)")
-    cgan.add_argument("--out", help="run folder (default: outputs/CONFIG/shape/cgan)")
-    cgan.add_argument("--resume", action="store_true")
-    cgan.add_argument("--device", default="cpu")
     tex = sub.add_parser("texture", help="train the conditional progressive GAN on the stored UV crops")
-    tex.add_argument("--config", default="quick")
-    tex.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
-                     help="expression classes, or action units (default: facescape)")
-    tex.add_argument("--out", help="run folder (default: outputs/CONFIG/texture/texture)")
-    tex.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    tex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_run_arguments(tex, "expression classes, or action units", "outputs/CONFIG/texture/texture")
     ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
     ev.add_argument("--config", default="quick")
     ev.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",

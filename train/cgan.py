@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from core.atomic import atomic_path, write_text_atomic
+from core.atomic import write_safetensors_atomic, write_text_atomic
 from core.shape_networks import EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, ShapeNetConfig
 from train.losses import expression_loss
 from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
@@ -172,8 +171,7 @@ def export_cgan(gan: ShapeGAN, z_ids: torch.Tensor, net_cfg: ShapeNetConfig, fol
     for name, tensors in (("generators", {**{f"g_id.{k}": v for k, v in gan.g_id.state_dict().items()},
                                           **{f"g_exp.{k}": v for k, v in gan.g_exp.state_dict().items()}}),
                           ("discriminator", gan.d.state_dict()), ("z_id", {"z_id": z_ids})):
-        with atomic_path(folder / f"{name}.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        write_safetensors_atomic(folder / f"{name}.safetensors", tensors)
     write_text_atomic(folder / "cgan.json", json.dumps(net_cfg.to_dict(), indent=1))
 
 

@@ -83,6 +83,17 @@ def reconstruction(stored, sae: SupervisedAutoEncoder, ae: SupervisedAutoEncoder
     return rows
 
 
+def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 400) -> torch.nn.Linear:
+    """Multinomial logistic regression on features x (N, D), labels y, by full-batch Adam."""
+    head = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+    opt = torch.optim.Adam(head.parameters(), lr=0.01)
+    for _ in range(epochs):
+        opt.zero_grad()
+        F.cross_entropy(head(x), y).backward()
+        opt.step()
+    return head
+
+
 class RealMeshClassifier:
     """Linear classifiers on the PCA-128 code of real training meshes: identity and expression."""
 
@@ -90,18 +101,8 @@ class RealMeshClassifier:
         self.coder = MeshCoder(meshes.shape[1], min(128, len(meshes) - 1)).fit(meshes)
         codes = self.coder.encode(meshes).float()
         torch.manual_seed(seed)
-        self.id_head = self._fit(codes, id_labels)
-        self.exp_head = self._fit(codes, exp_labels)
-
-    @staticmethod
-    def _fit(x, y, epochs: int = 400) -> torch.nn.Linear:
-        head = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
-        opt = torch.optim.Adam(head.parameters(), lr=0.01)
-        for _ in range(epochs):
-            opt.zero_grad()
-            F.cross_entropy(head(x), y).backward()
-            opt.step()
-        return head
+        self.id_head = fit_linear_classifier(codes, id_labels)
+        self.exp_head = fit_linear_classifier(codes, exp_labels)
 
     @torch.no_grad()
     def predict(self, meshes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,8 +310,8 @@ def main(args) -> int:
         print(f"report: {root / 'eval' / 'report_au.md'}")
         return 0
     stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
-    gan = Path(args.cgan) if getattr(args, "cgan", None) else shape / "cgan"
-    out = Path(args.out) if getattr(args, "out", None) else root / "eval"
+    gan = Path(args.cgan) if args.cgan else shape / "cgan"
+    out = Path(args.out) if args.out else root / "eval"
     for run, cmd in ((shape / "sae", "sae"), (shape / "ae", "sae --unsupervised"), (gan, "cgan")):
         if not (run / "config.json").is_file():
             raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")

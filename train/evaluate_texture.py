@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from core.atomic import write_png_atomic, write_text_atomic
 from core.texture_networks import TextureGenerator, TextureNetConfig
+from train.evaluate import fit_linear_classifier
 from train.texture import downsample, image_grid, to_uint8, to_unit_range
 
 
@@ -104,12 +105,7 @@ class RealTextureClassifier:
         codes = (x - self.mean) @ v
         self.std = codes.std(0).clamp_min(1e-8)
         torch.manual_seed(seed)
-        self.head = torch.nn.Linear(v.shape[1], int(labels.max()) + 1)
-        opt = torch.optim.Adam(self.head.parameters(), lr=0.01)
-        for _ in range(400):
-            opt.zero_grad()
-            F.cross_entropy(self.head(codes / self.std), labels).backward()
-            opt.step()
+        self.head = fit_linear_classifier(codes / self.std, labels)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,25 +13,19 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from core.atomic import atomic_path, write_text_atomic
+from core.atomic import write_safetensors_atomic, write_text_atomic
 from core.face_model import FORMAT_VERSION
-from core.shape_networks import MeshDecoder, ShapeNetConfig
+from core.shape_networks import MeshDecoder
 from train.data.layout import export_folder
 
 CARD_MARKER = "README.md"  # written last: marks a complete export
 
 
 def _decoder_tensors(sae_dir: Path) -> dict[str, torch.Tensor]:
-    cfg = ShapeNetConfig.from_dict(json.loads((sae_dir / "sae.json").read_text()))
-    keep = set(MeshDecoder(cfg).state_dict())
-    return {k: v for k, v in load_file(sae_dir / "sae.safetensors").items() if k in keep}
-
-
-def _save(path: Path, tensors: dict) -> None:
-    with atomic_path(path) as tmp:  # also gives the file the usual permissions (safetensors writes 0600)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    """The SAE's tensors that MeshDecoder holds (its coder and decoder), not the encoders or heads."""
+    return {k: v for k, v in load_file(sae_dir / "sae.safetensors").items() if k.startswith(MeshDecoder.PARTS)}
 
 
 def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None, out: Path, name: str,
@@ -52,8 +46,8 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
         "trained_on": card["trained_on"], "license": card["license"],
     }
     with export_folder(out, overwrite, CARD_MARKER) as work:
-        _save(work / "shape.safetensors", tensors)
-        _save(work / "template.safetensors", {
+        write_safetensors_atomic(work / "shape.safetensors", tensors)
+        write_safetensors_atomic(work / "template.safetensors", {
             "polygon_sizes": torch.from_numpy(template.polygon_sizes.astype("int32")),
             "polygon_vertices": torch.from_numpy(template.polygon_vertices.astype("int32")),
             "polygon_uv_indices": torch.from_numpy(template.polygon_uv_indices.astype("int32")),

@@ -10,20 +10,11 @@ weights_manifest.json (atomically; the status note goes once a model is listed).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from core.atomic import write_text_atomic
+from core.atomic import file_sha256, write_text_atomic
 from core.hub import DEFAULT_MANIFEST, check_revision, check_weight_filename, load_manifest
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest_entry(folder: Path, repo_id: str, revision: str) -> dict:
@@ -33,7 +24,7 @@ def manifest_entry(folder: Path, repo_id: str, revision: str) -> dict:
     files = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         check_weight_filename(path.name)
-        files[path.name] = {"sha256": file_digest(path), "size": path.stat().st_size}
+        files[path.name] = {"sha256": file_sha256(path), "size": path.stat().st_size}
     kind = "action units" if config.get("expression_labels") == "action_units" else "expressions"
     description = (f"{config['name']}: {len(config['expressions'])} {kind}, "
                    f"{'shape and texture' if config.get('texture') else 'shape only'}; {config['trained_on']}")

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from core.atomic import atomic_path, write_text_atomic
+from core.atomic import atomic_path, write_safetensors_atomic, write_text_atomic
 from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
 from train.data.expressions import AU_MAX_INTENSITY
 from train.losses import expression_loss
@@ -135,8 +134,7 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
 
 
 def export_sae(model: SupervisedAutoEncoder, folder: Path) -> None:
-    with atomic_path(folder / "sae.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_safetensors_atomic(folder / "sae.safetensors", model.state_dict())
     write_text_atomic(folder / "sae.json", json.dumps(model.cfg.to_dict(), indent=1))
 
 

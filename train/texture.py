@@ -31,10 +31,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from tqdm import tqdm
 
-from core.atomic import atomic_path, write_png_atomic, write_text_atomic
+from core.atomic import atomic_path, write_png_atomic, write_safetensors_atomic, write_text_atomic
 from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig
 from train.cgan import identity_codes
 from train.data.expressions import AU_MAX_INTENSITY
@@ -75,10 +74,6 @@ class _Rows:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    @property
-    def resolution(self) -> int:
-        return self.array.shape[1]
 
     def __getitem__(self, index) -> np.ndarray:
         return np.asarray(self.array[self.rows[index]])
@@ -286,8 +281,7 @@ def write_sample_grid(g: TextureGenerator, template: torch.Tensor, codes, resolu
 def export_texture(g_ema: TextureGenerator, d: TextureDiscriminator, net_cfg: TextureNetConfig, stored,
                    folder: Path) -> None:
     for name, module in (("texture", g_ema), ("texture_discriminator", d)):
-        with atomic_path(folder / f"{name}.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+        write_safetensors_atomic(folder / f"{name}.safetensors", module.state_dict())
     with atomic_path(folder / "template_crop.png") as tmp:
         shutil.copyfile(stored.path / "template_crop.png", tmp)
     write_text_atomic(folder / "texture.json", json.dumps(net_cfg.to_dict(), indent=1))
