@@ -1,12 +1,18 @@
-"""Build facecam's installable Blender extension zip: `python build_addon.py [--out dist]`.
+"""Build facecam's installable Blender extension zip: `python build_addon.py [--out dist] [--wheels]`.
 
 The zip holds blender_manifest.toml, the add-on (blender_addon/), core/ bundled beside it, and
 weights_manifest.json. The version comes from core.__version__, the one place it is set.
+
+Blender's Python has numpy but not torch, pillow, safetensors or huggingface_hub. --wheels downloads them (with
+their dependencies, for this platform and Blender's Python 3.11) with pip and bundles them: Blender installs an
+extension's wheels itself. --wheel-dir DIR bundles the wheels already in DIR instead (offline builds, other
+platforms). Without either, the add-on uses whatever Blender's Python already has.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -16,6 +22,12 @@ from core.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parent
 EXTENSION_ID = "facecam"
+RUNTIME_REQUIREMENTS = ["torch==2.13.0", "pillow>=10,<14", "safetensors>=0.4,<1", "huggingface_hub>=0.24,<3",
+                        "tqdm>=4.66,<5"]
+PROVIDED_BY_BLENDER = ("numpy",)  # Blender ships its own; a second copy would shadow it
+_PLATFORM_TAGS = (("manylinux", "x86_64", "linux-x64"), ("manylinux", "aarch64", "linux-arm64"),
+                  ("macosx", "arm64", "macos-arm64"), ("macosx", "x86_64", "macos-x64"),
+                  ("win", "amd64", "windows-x64"), ("win", "arm64", "windows-arm64"))
 
 
 def version() -> str:
@@ -24,7 +36,45 @@ def version() -> str:
     return __version__
 
 
-def manifest_toml() -> str:
+def wheel_platforms(wheels: list[Path]) -> list[str]:
+    """Blender platform names the wheels are built for (empty when every wheel is pure Python)."""
+    found = set()
+    for wheel in wheels:
+        tag = wheel.stem.split("-")[-1].lower()
+        if tag == "any":
+            continue
+        matches = {name for os_part, arch, name in _PLATFORM_TAGS if os_part in tag and arch in tag}
+        if not matches:
+            raise SystemExit(f"{wheel.name}: platform tag {tag!r} is not one Blender extensions support")
+        found |= matches
+    return sorted(found)
+
+
+def download_wheels(dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
+           "--dest", str(dest), *RUNTIME_REQUIREMENTS]
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit(f"pip download failed: {' '.join(cmd)}")
+    return collect_wheels(dest)
+
+
+def collect_wheels(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise SystemExit(f"--wheel-dir {folder}: not a folder")
+    wheels = sorted(p for p in folder.glob("*.whl") if not p.name.lower().startswith(PROVIDED_BY_BLENDER))
+    if not wheels:
+        raise SystemExit(f"--wheel-dir {folder}: no .whl files in it")
+    return wheels
+
+
+def manifest_toml(wheels: list[Path] = ()) -> str:
+    extra = ""
+    if wheels:
+        extra = "wheels = [\n" + "".join(f'  "./wheels/{w.name}",\n' for w in wheels) + "]\n"
+        platforms = wheel_platforms(list(wheels))
+        if platforms:
+            extra += "platforms = [" + ", ".join(f'"{p}"' for p in platforms) + "]\n"
     return f'''schema_version = "1.0.0"
 id = "{EXTENSION_ID}"
 version = "{version()}"
@@ -34,7 +84,7 @@ maintainer = "facecam developers"
 type = "add-on"
 blender_version_min = "4.2.0"
 license = ["SPDX:MIT"]
-
+{extra}
 [permissions]
 network = "Download face model weights from the Hugging Face hub"
 files = "Read model weights and write generated meshes and textures"
@@ -49,22 +99,36 @@ def package_files() -> list[tuple[Path, str]]:
     return files
 
 
-def build(out_dir: Path) -> Path:
+def build(out_dir: Path, wheels: list[Path] = ()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{EXTENSION_ID}-{version()}.zip"
+    platforms = wheel_platforms(list(wheels))
+    suffix = f"-{platforms[0]}" if len(platforms) == 1 else ""
+    target = out_dir / f"{EXTENSION_ID}-{version()}{suffix}.zip"
     with atomic_path(target) as tmp:  # a failed build never leaves a half-written zip where a good one was
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("blender_manifest.toml", manifest_toml())
+            zf.writestr("blender_manifest.toml", manifest_toml(wheels))
             for source, name in package_files():
                 zf.write(source, name)
+            for wheel in wheels:
+                zf.write(wheel, f"wheels/{wheel.name}", compress_type=zipfile.ZIP_STORED)  # already compressed
     return target
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default: dist/)")
+    wheels = parser.add_mutually_exclusive_group()
+    wheels.add_argument("--wheels", action="store_true",
+                        help="download torch, pillow, safetensors, huggingface_hub, tqdm (and dependencies) for "
+                             "this platform with pip and bundle them")
+    wheels.add_argument("--wheel-dir", help="bundle the .whl files in this folder instead of downloading")
     args = parser.parse_args(argv)
-    print(f"extension: {build(Path(args.out))}")
+    bundled = []
+    if args.wheels:
+        bundled = download_wheels(ROOT / "build" / "wheels")
+    elif args.wheel_dir:
+        bundled = collect_wheels(Path(args.wheel_dir))
+    print(f"extension: {build(Path(args.out), bundled)}")
     return 0
 
 

@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -92,6 +93,8 @@ class FaceModel:
             self.expression_names = list(self.config["expressions"])
             self.z_id_kind = self.config["z_id"]
             self.crop_window = tuple(self.config["texture_window"])
+            self.units = str(self.config.get("units", "cm"))
+            self.license = str(self.config.get("license", "unknown"))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFormatError(f"{config_path}: {type(e).__name__}: {e}") from None
         if len(self.expression_names) != self.shape_cfg.num_expressions:
@@ -123,6 +126,7 @@ class FaceModel:
         self.template_texture = np.asarray(Image.open(path("template_texture.png")).convert("RGB"))
         self._template_tile = torch.from_numpy(self.template_texture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
         self.texture = None
+        self.device = torch.device("cpu")
         if self.texture_cfg is not None:
             texture_path = Path(path(TEXTURE_FILE))
             generator = TextureGenerator(self.texture_cfg)
@@ -130,29 +134,55 @@ class FaceModel:
             # the same function with less work (2.7x faster at 512 px; tests/test_texture_inference.py)
             self.texture = FastTextureGenerator.from_generator(generator.eval())
 
+    def to(self, device: str | torch.device) -> "FaceModel":
+        """Run the networks on `device` ("cpu", "cuda", "cuda:1", "mps"); codes are still drawn on the CPU, so
+        seeds mean the same face everywhere."""
+        try:
+            device = torch.device(device)
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as e:
+            raise ValueError(f"device {str(device)!r} is not usable with this torch ({e}); use 'cpu'") from None
+        self.shape.to(device)
+        if self.texture is not None:
+            self.texture.to(device)
+        self.shape.sae._packed_last = None
+        if device.type == "cpu":
+            self.shape.sae.prepare_for_inference()
+        self.device = device
+        return self
+
     # --- loading ---------------------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, source: str, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
-                        manifest: hub.WeightsManifest | None = None) -> "FaceModel":
+                        manifest: hub.WeightsManifest | None = None, offline: bool = False,
+                        on_file: Callable[[str, int, int], None] | None = None) -> "FaceModel":
         """source: a model folder, "owner/name@<commit sha>", or a model name from weights_manifest.json.
-        Downloads (or reuses from the cache) only what generation needs, each file's sha256 checked."""
+        Downloads (or reuses from the cache) only what generation needs, each file's sha256 checked.
+        offline: use the cache only (as HF_HUB_OFFLINE does); on_file(name, index, total) is called before each
+        file is fetched, for progress displays."""
         manifest = manifest if manifest is not None else hub.load_manifest()
         where = hub.parse_source(source, manifest)
         if isinstance(where, hub.LocalSource):
             return cls(where.path)
         if isinstance(where, hub.ModelSource):
             entry = where.entry
-            config = hub.fetch_model_files(entry, ["config.json"], cache_dir, endpoint)
-            names = cls._needed_files(config["config.json"])
-            return cls("", hub.fetch_model_files(entry, names, cache_dir, endpoint))
-        config = hub.fetch_files(where.repo_id, where.revision, {"config.json": (None, None)}, cache_dir, endpoint)
-        names = cls._needed_files(config["config.json"])
-        files = hub.fetch_files(where.repo_id, where.revision, {n: (None, None) for n in names}, cache_dir, endpoint)
-        return cls("", files)
+            repo_id, revision = entry.repo_id, entry.revision
+
+            def fetch(names):
+                return hub.fetch_model_files(entry, names, cache_dir, endpoint, offline, on_file)
+        else:
+            repo_id, revision = where.repo_id, where.revision
+
+            def fetch(names):
+                return hub.fetch_files(repo_id, revision, {n: (None, None) for n in names}, cache_dir, endpoint,
+                                       offline, on_file)
+        config = fetch(["config.json"])
+        return cls("", {**config, **fetch(cls._needed_files(config["config.json"])[1:])})
 
     @staticmethod
     def _needed_files(config_path: Path) -> list[str]:
+        """config.json first, then what generation reads."""
         config = json.loads(Path(config_path).read_text())
         return list(GENERATION_FILES) + ([TEXTURE_FILE] if config.get("texture") else [])
 
@@ -199,12 +229,13 @@ class FaceModel:
     def generate_batch(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor, texture: bool = True,
                        style_z_id: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(B, V, 3) vertices and (B, T, T, 3) textures (or None) for batches of codes."""
-        shape_noise = z_noise[:, :self.shape_cfg.z_noise_dim]
-        vertices = self.shape(z_id, z_exp, shape_noise, style_z_id).numpy()
+        z_id, z_exp, z_noise = z_id.to(self.device), z_exp.to(self.device), z_noise.to(self.device)
+        style_z_id = None if style_z_id is None else style_z_id.to(self.device)
+        vertices = self.shape(z_id, z_exp, z_noise[:, :self.shape_cfg.z_noise_dim], style_z_id).cpu().numpy()
         textures = None
         if texture and self.texture is not None:
             crops = self.texture(z_id, z_exp, z_noise[:, :self.texture_cfg.z_noise_dim])
-            textures = self._compose_textures(crops)
+            textures = self._compose_textures(crops.cpu())
         return vertices, textures
 
     def _compose_textures(self, offsets: torch.Tensor) -> np.ndarray:
@@ -238,6 +269,20 @@ class FaceModel:
                            {"model": self.name, "identity_seed": int(identity_seed), "noise_seed": int(noise_seed),
                             "expression": expression, "intensity": a}) for i, a in enumerate(intensities)]
 
+    def expression_set(self, identity_seed: int, expressions, intensity: float = 1.0, noise_seed: int = 0,
+                       texture: bool = True) -> list[Face]:
+        """One face per expression (names, indices or mixes), one identity, in one batched call."""
+        expressions = list(expressions)
+        if not expressions:
+            raise ValueError("expressions must name at least one expression")
+        k = len(expressions)
+        z_exp = torch.stack([self.expression_code(e, intensity) for e in expressions])
+        vertices, textures = self.generate_batch(self.identity_code(identity_seed).expand(k, -1), z_exp,
+                                                 self.noise_code(noise_seed).expand(k, -1), texture)
+        return [self._face(vertices[i], None if textures is None else textures[i],
+                           {"model": self.name, "identity_seed": int(identity_seed), "noise_seed": int(noise_seed),
+                            "expression": e, "intensity": float(intensity)}) for i, e in enumerate(expressions)]
+
     def interpolate_identities(self, seed_a: int, seed_b: int, weights, expression: str | int | dict,
                                intensity: float = 1.0, noise_seed: int = 0, texture: bool = True) -> list[Face]:
         """Faces along the straight line from identity seed_a's z_id (weight 0) to seed_b's (weight 1)."""
@@ -262,6 +307,17 @@ class FaceModel:
         return self._face(vertices[0], None if textures is None else textures[0],
                           {"model": self.name, "identity_seed": int(identity_seed), "style_seed": int(style_seed),
                            "noise_seed": int(noise_seed), "expression": expression, "intensity": float(intensity)})
+
+    @torch.inference_mode()
+    def texture_image(self, identity_seed: int, expression: str | int | dict, intensity: float = 1.0,
+                      noise_seed: int = 0) -> np.ndarray | None:
+        """generate()'s texture alone, (T, T, 3) uint8 (None for a shape-only model): lets a caller show the mesh
+        first and the texture when it is ready."""
+        if self.texture is None:
+            return None
+        codes = (self.identity_code(identity_seed)[None], self.expression_code(expression, intensity)[None],
+                 self.noise_code(noise_seed)[None, :self.texture_cfg.z_noise_dim])
+        return self._compose_textures(self.texture(*(c.to(self.device) for c in codes)).cpu())[0]
 
     def _face(self, vertices: np.ndarray, texture: np.ndarray | None, metadata: dict) -> Face:
         return Face(vertices.astype(np.float32), self.polygon_sizes, self.polygon_vertices, self.polygon_uv_indices,

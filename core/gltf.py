@@ -14,18 +14,16 @@ import struct
 import numpy as np
 
 from .atomic import write_bytes_atomic
+from .coordinates import metres_per_unit
 from .template import FaceTemplate
 
-UNIT_TO_METRES = {"cm": 0.01, "mm": 0.001, "m": 1.0}
 _FLOAT, _UINT32 = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
 def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
     """face: a core.face_model.Face; morph_faces: faces of the same mesh whose vertices become morph targets."""
-    if units not in UNIT_TO_METRES:
-        raise ValueError(f"units {units!r}: expected one of {sorted(UNIT_TO_METRES)}")
-    scale = UNIT_TO_METRES[units]
+    scale = metres_per_unit(units)
     template = FaceTemplate(len(face.vertices), face.polygon_sizes, face.polygon_vertices, face.polygon_uv_indices,
                             face.uvs)
     tri_vertices, tri_uvs = template.triangles()

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .atomic import file_sha256
 
@@ -206,8 +206,10 @@ def _discard(path: Path) -> None:
 
 
 def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | None, int | None]],
-                cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> dict[str, Path]:
-    """Download (or reuse from the cache) just `files` of repo_id@revision; each is checked before it is returned."""
+                cache_dir: str | os.PathLike | None = None, endpoint: str | None = None, offline: bool = False,
+                on_file: Callable[[str, int, int], None] | None = None) -> dict[str, Path]:
+    """Download (or reuse from the cache) just `files` of repo_id@revision; each is checked before it is returned.
+    offline: the cache only, as with HF_HUB_OFFLINE; on_file(name, index, total) before each file."""
     # huggingface_hub 2.4 otherwise contacts huggingface.co itself on every call (a telemetry list), whatever the
     # endpoint; it reads this at import, so it counts when facecam is first to import it. A user's own setting wins.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -219,17 +221,21 @@ def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | Non
     check_revision(revision, repo_id)
     for name in files:
         check_weight_filename(name)
-    offline = _offline()
+    env_offline = _offline()
+    offline = offline or env_offline
     where = f"{repo_id}@{revision}"
     server = endpoint or constants.ENDPOINT
     paths = {}
-    for name, (sha256, size) in files.items():
+    for index, (name, (sha256, size)) in enumerate(files.items()):
+        if on_file is not None:
+            on_file(name, index, len(files))
         try:
             # With a commit sha the cached copy is returned without any request, so cached weights work offline.
             path = Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
                                         local_files_only=offline))
         except errors.LocalEntryNotFoundError as e:  # before EntryNotFoundError: it is one
-            why = ("HF_HUB_OFFLINE is set. Go online once (unset HF_HUB_OFFLINE) to download it" if offline else
+            why = ("HF_HUB_OFFLINE is set. Go online once (unset HF_HUB_OFFLINE) to download it" if env_offline else
+                   "offline mode is on. Go online once to download it" if offline else
                    f"the hub at {server} could not be reached. Check the connection and go online once to download it")
             raise WeightsOfflineError(f"{name!r} of {where} is not in the local cache and {why}, "
                                       f"or {LOCAL_ROUTE}") from e
@@ -258,11 +264,13 @@ def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | Non
 
 
 def fetch_model_files(entry: ModelEntry, names: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
-                      endpoint: str | None = None) -> dict[str, Path]:
+                      endpoint: str | None = None, offline: bool = False,
+                      on_file: Callable[[str, int, int], None] | None = None) -> dict[str, Path]:
     """fetch_files for a manifest entry: only `names` (default all), each checked against its sha256 and size."""
     names = list(entry.files) if names is None else names
     missing = [n for n in names if n not in entry.files]
     if missing:
         raise WeightsFileNotFoundError(f"model {entry.name!r} lists no file(s) {missing} in the weights manifest; "
                                        f"it has: {', '.join(entry.files)}")
-    return fetch_files(entry.repo_id, entry.revision, {n: entry.files[n] for n in names}, cache_dir, endpoint)
+    return fetch_files(entry.repo_id, entry.revision, {n: entry.files[n] for n in names}, cache_dir, endpoint,
+                       offline, on_file)

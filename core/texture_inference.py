@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .texture_networks import EqualConv2d, TextureGenerator
+from .texture_networks import EqualConv2d, TextureGenerator, latent
 
 # conv3x3(upsample(x)) at output row 2i sees input rows (i-1, i, i) through kernel rows (0, 1, 2), row 2i+1 sees
 # (i, i, i+1). A transposed conv (stride 2, padding 1) gives output row 2i + a from input row j with its kernel row
@@ -90,7 +90,7 @@ class FastTextureGenerator(nn.Module):
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            x = TextureGenerator.latent(z_id, z_exp, z_noise)
+            x = latent(self.cfg, z_id, z_exp, z_noise)
             x = _act_norm_(F.linear(x, self.dense_w, self.dense_b).view(len(x), self.c0, 4, 4))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

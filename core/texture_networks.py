@@ -26,6 +26,12 @@ class TextureNetConfig:
     expression_labels: str = "classes"  # "classes" or "au_intensities", as for the shape model
     z_id_dim: int = 20
     z_noise_dim: int = 256
+    # the condition's scale in the generator's input: the pixel-normed noise has norm sqrt(z_noise_dim) (16), a
+    # one-hot z_exp norm 1, so at gain 1 the first layer sees the expression at 1/256 of the noise's variance and,
+    # with equalised learning rates, learns its weights 16x slower: the generator ignores it. A constant keeps z_exp
+    # linear (intensity still scales it)
+    id_gain: float = 1.0
+    exp_gain: float = 1.0
     start_resolution: int = 16
     max_resolution: int = 512
     # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
@@ -70,6 +76,12 @@ class TextureNetConfig:
 
 def pixel_norm(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def latent(cfg: TextureNetConfig, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
+    """The generator's input. Only the noise is pixel-normed (Karras et al. normalise the whole latent): normalising
+    z_exp with it would undo intensity scaling."""
+    return torch.cat([cfg.id_gain * z_id, cfg.exp_gain * z_exp, pixel_norm(z_noise)], dim=1)
 
 
 class EqualLinear(nn.Module):
@@ -120,19 +132,15 @@ class TextureGenerator(nn.Module):
         self.conv4 = EqualConv2d(c[0], c[0], 3)
         self.blocks = nn.ModuleList(_GeneratorBlock(a, b) for a, b in zip(c[:-1], c[1:]))
         self.to_rgb = nn.ModuleList(EqualConv2d(ch, 3, 1, gain=1.0) for ch in c)
-
-    @staticmethod
-    def latent(z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
-        """Only the noise is pixel-normed (Karras et al. normalise the whole latent): normalising z_exp with it would
-        undo intensity scaling, and 256 noise dimensions would drown the 20 + 20 of the condition."""
-        return torch.cat([z_id, z_exp, pixel_norm(z_noise)], dim=1)
+        for rgb in self.to_rgb:  # start as the template itself (offset 0): random offsets cost ~2x its L1 error
+            nn.init.zeros_(rgb.weight)
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
                 resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         """(B, 3, R, R) offsets from the template at resolution R (default max); alpha < 1 blends the newest block
         in over the previous resolution's output upsampled."""
         level = self.cfg.resolutions.index(resolution or self.cfg.max_resolution)
-        x = self.latent(z_id, z_exp, z_noise)
+        x = latent(self.cfg, z_id, z_exp, z_noise)
         x = pixel_norm(_act(self.dense(x).view(len(x), -1, 4, 4)))
         x = pixel_norm(_act(self.conv4(x)))
         previous = x

@@ -32,7 +32,44 @@ def tiny_config_dict(**facescape) -> dict:
         "texture": {
             "network": {"z_noise_dim": 16, "start_resolution": 8, "max_resolution": 16, "channels": [16, 16, 8]},
             "train": {"epochs_per_phase": 1, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,
-                      "id_weight": 1.0, "exp_weight": 1.0, "ema_beta": 0.9, "seed": 0}}}
+                      "id_weight": 1.0, "exp_weight": 1.0, "ema_beta": 0.9, "projection": False, "recon_weight": 0.0,
+                      "seed": 0}}}
+
+
+def _train_and_export(folder, kind: str, epochs: int, texture: bool, name: str, trained_on: str, **network):
+    """A tiny model of `kind` ("facescape" or "bp4d") trained for `epochs` and exported: (folder, sae, gan, set)."""
+    from train.cgan import train_cgan
+    from train.data.synthetic_sets import StoredSet, build_set
+    from train.export import export_model
+    from train.sae import train_sae
+    from train.texture import train_texture
+    spec = tiny_config_dict()
+    spec["shape"]["sae"]["epochs"] = spec["shape"]["cgan"]["epochs"] = epochs
+    spec["shape"]["network"].update(network)
+    (folder / "tiny.json").write_text(json.dumps(spec))
+    cfg = load_config(folder / "tiny.json")
+    stored = StoredSet(build_set(kind, data_config(cfg), folder / "set", progress=False))
+    sae = train_sae(cfg, stored, folder / "sae", progress=False)
+    gan = train_cgan(cfg, sae, folder / "gan", progress=False)
+    tex = train_texture(cfg, stored, folder / "tex", progress=False) if texture else None
+    card = {"trained_on": trained_on, "license": "MIT", "metrics": None}
+    return export_model(stored, sae, gan, tex, folder / "model", name, card), sae, gan, stored
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A tiny model trained (shape and texture) and exported: (model folder, SAE run, cGAN run, stored set)."""
+    return _train_and_export(tmp_path_factory.mktemp("facemodel"), "facescape", 20, True, "facecam-tiny",
+                             "the tiny test set")
+
+
+@pytest.fixture(scope="session")
+def exported_au(tmp_path_factory):
+    """A tiny action-unit (BP4D-like) shape model, exported: (model folder, stored set)."""
+    out, _, _, stored = _train_and_export(tmp_path_factory.mktemp("au_model"), "bp4d", 10, False, "facecam-tiny-au",
+                                          "the tiny BP4D-like test set",
+                                          code_dim=12)  # one training subject: 8 tasks x 2 frames
+    return out, stored
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import core
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,3 +64,55 @@ def test_installs_enables_and_uninstalls_in_blender(tmp_path):
     assert result["status"].startswith("no published weights yet")
     assert not result["panel_after_disable"]  # disabling unregisters every class
     assert result["uninstall"] == ["FINISHED"] and result["left"] == []
+
+
+def _probe_wheel(tmp_path) -> Path:
+    """A tiny pure-Python wheel built offline, standing in for the runtime wheels --wheels downloads."""
+    src = tmp_path / "probe_src"
+    (src / "facecam_wheel_probe").mkdir(parents=True)
+    (src / "facecam_wheel_probe" / "__init__.py").write_text("ANSWER = 42\n")
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\nbuild-backend = '
+                                        '"setuptools.build_meta"\n[project]\nname = "facecam_wheel_probe"\n'
+                                        'version = "0.1"\n')
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(wheels), str(src)], check=True, capture_output=True)
+    (wheels / "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")  # Blender has its own
+    return wheels
+
+
+def test_bundled_wheels_are_listed_and_installed_by_blender(tmp_path):
+    wheels = _probe_wheel(tmp_path)
+    proc = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path / "dist"),
+                           "--wheel-dir", str(wheels)], capture_output=True, text=True, check=True)
+    zip_path = Path(proc.stdout.split("extension: ", 1)[1].strip())
+    with zipfile.ZipFile(zip_path) as zf:
+        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+        names = zf.namelist()
+    assert manifest["wheels"] == ["./wheels/facecam_wheel_probe-0.1-py3-none-any.whl"]  # numpy left out
+    assert "platforms" not in manifest  # pure Python: any platform
+    assert "wheels/facecam_wheel_probe-0.1-py3-none-any.whl" in names
+    script = ("import bpy, json, sys\n"
+              "r = list(bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo='user_default', "
+              "enable_on_install=True))\n"
+              "import facecam_wheel_probe\n"
+              "print('RESULT ' + json.dumps([r, facecam_wheel_probe.ANSWER]))\n")
+    env = {"PATH": "/usr/bin:/bin", "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"), "HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script, str(zip_path)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.split("RESULT ", 1)[1]) == [["FINISHED"], 42]
+
+
+def test_platform_wheels_name_the_platforms_they_need():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_addon", ROOT / "build_addon.py")
+    build_addon = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_addon)
+    linux = Path("torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl")
+    mac = Path("pillow-11.0.0-cp311-cp311-macosx_11_0_arm64.whl")
+    assert build_addon.wheel_platforms([linux, Path("tqdm-4.67.1-py3-none-any.whl")]) == ["linux-x64"]
+    assert build_addon.wheel_platforms([linux, mac]) == ["linux-x64", "macos-arm64"]
+    with pytest.raises(SystemExit, match="not one Blender extensions support"):
+        build_addon.wheel_platforms([Path("x-1-cp311-cp311-freebsd_14_amd64.whl")])
+    assert 'platforms = ["linux-x64"]' in build_addon.manifest_toml([linux])

@@ -27,24 +27,6 @@ from train.texture import train_texture
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from conftest import tiny_config_dict
-    folder = tmp_path_factory.mktemp("facemodel")
-    spec = tiny_config_dict()
-    spec["shape"]["sae"]["epochs"] = 20
-    spec["shape"]["cgan"]["epochs"] = 20
-    (folder / "tiny.json").write_text(json.dumps(spec))
-    cfg = load_config(folder / "tiny.json")
-    stored = StoredSet(build_set("facescape", data_config(cfg), folder / "set", progress=False))
-    sae = train_sae(cfg, stored, folder / "sae", progress=False)
-    gan = train_cgan(cfg, sae, folder / "gan", progress=False)
-    tex = train_texture(cfg, stored, folder / "tex", progress=False)
-    card = {"trained_on": "the tiny test set", "license": "MIT", "metrics": None}
-    out = export_model(stored, sae, gan, tex, folder / "model", "facecam-tiny", card)
-    return out, sae, gan, stored
-
-
 def test_export_holds_only_what_generation_needs(exported):
     out, sae, gan, _ = exported
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "shape.safetensors",
@@ -101,6 +83,29 @@ def test_sweep_is_one_batch_of_the_single_faces(exported):
     assert moved[0] == 0 and moved[1] < moved[2] < moved[3]
 
 
+def test_texture_alone_and_expression_sets_match_single_faces(exported):
+    model = FaceModel(exported[0])
+    face = model.generate(4, "2_smile", 1.4, noise_seed=2)
+    np.testing.assert_array_equal(model.texture_image(4, "2_smile", 1.4, noise_seed=2), face.texture)
+    names = model.expression_names[:3]
+    for name, f in zip(names, model.expression_set(4, names, 1.4, noise_seed=2, texture=False)):
+        np.testing.assert_allclose(f.vertices, model.generate(4, name, 1.4, noise_seed=2).vertices, atol=1e-5)
+        assert f.texture is None and f.metadata["expression"] == name
+    with pytest.raises(ValueError, match="at least one"):
+        model.expression_set(4, [])
+
+
+def test_device_choice(exported):
+    model = FaceModel(exported[0])
+    face = model.generate(1, 1)
+    np.testing.assert_array_equal(model.to("cpu").generate(1, 1).vertices, face.vertices)
+    with pytest.raises(ValueError, match="device 'nonsense' is not usable"):
+        model.to("nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda'"):
+            model.to("cuda")
+
+
 def test_expression_codes_mixes_and_errors(exported):
     model = FaceModel(exported[0])
     names = model.expression_names
@@ -134,8 +139,15 @@ def test_loads_from_a_hub_and_downloads_only_what_it_needs(exported, tmp_path, l
         commit = server.add_repo("facecam/tiny")
         files = {p.name: server.add_file("facecam/tiny", p.name, p.read_bytes()) for p in out.iterdir()}
         local = FaceModel(out).generate(3, "2_smile", 1.2, 1)
+        with pytest.raises(hub.WeightsOfflineError, match="offline mode is on"):  # the caller's offline flag
+            FaceModel.from_pretrained(f"facecam/tiny@{commit}", cache_dir=tmp_path / "cache", endpoint=server.url,
+                                      offline=True)
+        assert server.requests == []
+        fetched = []
         remote = FaceModel.from_pretrained(f"facecam/tiny@{commit}", cache_dir=tmp_path / "cache",
-                                           endpoint=server.url)
+                                           endpoint=server.url, on_file=lambda *a: fetched.append(a))
+        assert fetched == [("config.json", 0, 1), ("shape.safetensors", 0, 4), ("template.safetensors", 1, 4),
+                           ("template_texture.png", 2, 4), ("texture.safetensors", 3, 4)]
         np.testing.assert_array_equal(remote.generate(3, "2_smile", 1.2, 1).vertices, local.vertices)
         asked = {path.rsplit("/", 1)[-1] for _, path in server.requests}
         assert "README.md" not in asked and "texture.safetensors" in asked
@@ -296,26 +308,15 @@ def test_packed_decoder_gives_the_plain_decoders_meshes():
         assert decoder.decode(mu_id, mu_exp).requires_grad
 
 
-def test_action_unit_model_takes_named_intensities(tmp_path_factory):
-    from conftest import tiny_config_dict
-    folder = tmp_path_factory.mktemp("au_model")
-    spec = tiny_config_dict()
-    spec["shape"]["sae"]["epochs"] = 10
-    spec["shape"]["cgan"]["epochs"] = 10
-    spec["shape"]["network"]["code_dim"] = 12  # one training subject: 8 tasks x 2 frames
-    (folder / "tiny.json").write_text(json.dumps(spec))
-    cfg = load_config(folder / "tiny.json")
-    stored = StoredSet(build_set("bp4d", data_config(cfg), folder / "set", progress=False))
-    sae = train_sae(cfg, stored, folder / "sae", progress=False)
-    gan = train_cgan(cfg, sae, folder / "gan", progress=False)
-    card = {"trained_on": "the tiny BP4D-like test set", "license": "MIT", "metrics": None}
-    model = FaceModel(export_model(stored, sae, gan, None, folder / "model", "facecam-tiny-au", card))
+def test_action_unit_model_takes_named_intensities(exported_au):
+    folder, stored = exported_au
+    model = FaceModel(folder)
     assert model.au_model and model.expression_names == list(stored.au_names)
     au = stored.au_names[0]
     torch.testing.assert_close(model.expression_code({au: 5.0}), torch.eye(len(stored.au_names))[0])  # trained /5
     smile = model.generate(1, {au: 4.0, stored.au_names[1]: 2.0})
     assert smile.vertices.shape == (stored.template.num_vertices, 3) and smile.texture is None
     assert not np.allclose(smile.vertices, model.generate(1, {}).vertices)
-    assert "action units" in (folder / "model" / "README.md").read_text()
+    assert "action units" in (folder / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown expression 'AU99'"):
         model.generate(1, {"AU99": 1.0})

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig, minibatch_stddev
+from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig, latent, minibatch_stddev
 from conftest import interrupt_after_epoch, log_rows
 from train.cgan import identity_codes
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
 from train.evaluate_texture import laplacian_pyramid, load_texture_generator, swd_per_level
-from train.texture import gradient_penalty, phases, train_texture
+from train.texture import conditioned_score, gradient_penalty, phases, train_texture
 
 
 def small_cfg(**kw) -> TextureNetConfig:
@@ -63,15 +63,19 @@ def test_minibatch_stddev_sees_the_batch():
 
 
 def test_gradient_penalty_is_zero_for_a_unit_slope_critic():
-    class Linear(torch.nn.Module):
-        def forward(self, x, alpha=1.0):
-            return x.flatten(1)[:, 0] * 1.0, None, None
     real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
-    assert float(gradient_penalty(Linear(), real, fake, 1.0)) < 1e-10
-    class Steep(Linear):
-        def forward(self, x, alpha=1.0):
-            return x.flatten(1)[:, 0] * 3.0, None, None
-    assert float(gradient_penalty(Steep(), real, fake, 1.0)) == pytest.approx(4.0)
+    assert float(gradient_penalty(lambda x: x.flatten(1)[:, 0] * 1.0, real, fake)) < 1e-10
+    assert float(gradient_penalty(lambda x: x.flatten(1)[:, 0] * 3.0, real, fake)) == pytest.approx(4.0)
+
+
+def test_projection_adds_the_labelled_class_outputs_to_the_score():
+    score, ids, exps = torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0, 7.0], [8.0, 9.0, 10.0]])
+    id_labels, exp_labels = torch.tensor([1, 0]), torch.tensor([2, 0])
+    assert conditioned_score((score, ids, exps), id_labels, exp_labels, False).tolist() == [0.5, -1.0]
+    assert conditioned_score((score, ids, exps), id_labels, exp_labels, True).tolist() == [0.5 + 2 + 7, -1 + 3 + 8]
+    au_targets = torch.tensor([[0.2, 0.0, 0.4], [0.0, 1.0, 0.0]])  # an AU model: outputs dotted with intensities
+    assert conditioned_score((score, ids, exps), id_labels, au_targets, True).tolist() == pytest.approx(
+        [0.5 + 2 + 1.0 + 2.8, -1 + 3 + 9])
 
 
 def test_config_errors_name_the_field():
@@ -146,11 +150,11 @@ def test_a_set_without_textures_is_refused_with_the_fix(tiny, tmp_path):
 
 
 def test_intensity_reaches_the_generator_unnormalised():
-    cfg = small_cfg()
+    cfg = small_cfg(exp_gain=3.0)
     z_id, z_exp, z_noise = codes(cfg)
-    a, b = TextureGenerator.latent(z_id, z_exp, z_noise), TextureGenerator.latent(z_id, 2.5 * z_exp, z_noise)
+    a, b = latent(cfg, z_id, z_exp, z_noise), latent(cfg, z_id, 2.5 * z_exp, z_noise)
     n = cfg.z_id_dim
-    torch.testing.assert_close(b[:, n:n + cfg.num_expressions], 2.5 * z_exp)
+    torch.testing.assert_close(b[:, n:n + cfg.num_expressions], 2.5 * cfg.exp_gain * z_exp)
     torch.testing.assert_close(a[:, n + cfg.num_expressions:], b[:, n + cfg.num_expressions:])  # the noise part
 
 

@@ -122,30 +122,54 @@ def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
     return cfg
 
 
-def gradient_penalty(d: TextureDiscriminator, real: torch.Tensor, fake: torch.Tensor, alpha: float) -> torch.Tensor:
+def gradient_penalty(score, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP's penalty on score (images -> (B,) critic scores) at random points between real and fake."""
     eps = torch.rand(len(real), 1, 1, 1, device=real.device)
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(mixed, alpha)[0].sum(), mixed, create_graph=True)
+    (grad,) = torch.autograd.grad(score(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
+def conditioned_score(outputs, id_labels: torch.Tensor, exp_targets: torch.Tensor, projection: bool) -> torch.Tensor:
+    """The critic's score (B,); with projection plus the identity logit of each image's identity and the expression
+    outputs dotted with its expression (one-hot for classes, the AU intensities / 5 for AU models)."""
+    score, id_logits, exp_out = outputs
+    score = score.view(-1)
+    if not projection:
+        return score
+    exp_term = ((exp_out * exp_targets).sum(1) if exp_targets.dtype.is_floating_point
+                else exp_out.gather(1, exp_targets[:, None])[:, 0])
+    return score + id_logits.gather(1, id_labels[:, None])[:, 0] + exp_term
+
+
 def critic_loss(d, real, fake, id_labels, exp_targets, alpha: float, tcfg) -> dict:
-    score_real, id_real, exp_real = d(real, alpha)
-    score_fake = d(fake.detach(), alpha)[0]
+    out_real = d(real, alpha)
+    _, id_real, exp_real = out_real
+    score_real = conditioned_score(out_real, id_labels, exp_targets, tcfg.projection)
+    score_fake = conditioned_score(d(fake.detach(), alpha), id_labels, exp_targets, tcfg.projection)
     exp_term, acc_exp = expression_loss(exp_real, exp_targets)
     wasserstein = score_fake.mean() - score_real.mean()
-    loss = (wasserstein + tcfg.gp_weight * gradient_penalty(d, real, fake.detach(), alpha)
+
+    def score(x):
+        return conditioned_score(d(x, alpha), id_labels, exp_targets, tcfg.projection)
+    loss = (wasserstein + tcfg.gp_weight * gradient_penalty(score, real, fake.detach())
             + tcfg.drift_weight * score_real.pow(2).mean()
             + tcfg.id_weight * F.cross_entropy(id_real, id_labels) + tcfg.exp_weight * exp_term)
     return {"d": loss, "wasserstein": -wasserstein, "acc_id_real": (id_real.argmax(1) == id_labels).float().mean(),
             "acc_exp_real": acc_exp}
 
 
-def generator_loss(d, fake, id_labels, exp_targets, alpha: float, tcfg) -> dict:
-    score, id_logits, exp_logits = d(fake, alpha)
+def generator_loss(d, fake, real, id_labels, exp_targets, alpha: float, tcfg) -> dict:
+    """fake[i] was generated for real[i]'s identity and expression."""
+    outputs = d(fake, alpha)
+    _, id_logits, exp_logits = outputs
     exp_term, acc_exp = expression_loss(exp_logits, exp_targets)
-    loss = -score.mean() + tcfg.id_weight * F.cross_entropy(id_logits, id_labels) + tcfg.exp_weight * exp_term
-    return {"g": loss, "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp}
+    recon = (fake - real).abs().mean()
+    loss = (-conditioned_score(outputs, id_labels, exp_targets, tcfg.projection).mean()
+            + tcfg.id_weight * F.cross_entropy(id_logits, id_labels) + tcfg.exp_weight * exp_term
+            + tcfg.recon_weight * recon)
+    return {"g": loss, "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp,
+            "l1": recon}
 
 
 def _average_gradients(module: torch.nn.Module, world_size: int) -> None:
@@ -242,7 +266,7 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
             if place.active:
                 _average_gradients(d, place.world_size)
             opt_d.step()
-            g_terms = generator_loss(d, fake, ids, exps, alpha, tcfg)
+            g_terms = generator_loss(d, fake, real, ids, exps, alpha, tcfg)
             opt_g.zero_grad(set_to_none=True)
             g_terms["g"].backward()
             if place.active:

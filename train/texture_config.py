@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from train.config import ConfigError, model_section, typed_section
 
-NETWORK_FIELDS = ("z_noise_dim", "start_resolution", "max_resolution", "channels")
+NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "start_resolution", "max_resolution", "channels")
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,14 @@ class TextureTrainConfig:
     id_weight: float
     exp_weight: float
     ema_beta: float  # the sampling generator follows the trained one with this moving-average decay per step
+    # add the class heads' outputs for the given labels to the critic's score (a projection critic, Miyato & Koyama
+    # 2018): realism is judged per identity and expression, so the generator cannot satisfy the class terms with
+    # features real textures lack
+    projection: bool
+    # L1 between each generated texture and the real one of its identity and expression (every training identity is
+    # scanned in every expression, so pairs exist). Not in the paper: the quick config needs it to learn the
+    # conditioning within its CPU budget; the paper config keeps 0
+    recon_weight: float
     seed: int
 
 

@@ -1,0 +1,155 @@
+"""The add-on's speed in real Blender (bpy) against the add-on issue's targets, side by side in one run.
+
+    python -m bench.bench_blender [--model outputs/quick/export/facecam-quick] [--repeats 5] [--render]
+
+The extension zip is built and installed into a temporary Blender user folder, as a user would, and its
+operators are timed after the model is loaded. Rows:
+- Blender's own C++ OBJ importer reading the face (quads, UVs): the reference for building a mesh;
+- Generate Face without texture (inference + mesh + material + smooth), and its mesh part alone
+  (scene_mesh.write_face into a new object); target: within 1.2x of the OBJ import;
+- a 10-key intensity sweep: Bake Intensity Sweep (inference + keys + drivers) against the peer's way, importing
+  each level's OBJ and joining it as a shape key (ICT-FaceKit's Blender script); target: >= 5x faster;
+- texture synthesis and putting it into the image, reported apart (it never blocks the mesh);
+- with --render, the Cycles preview at 128 and 512 px (4 and 16 samples).
+Times are the best of --repeats after one warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_ms(fn, repeats: int, setup=None) -> float:
+    times = []
+    for i in range(repeats + 1):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        if i:  # the first run warms up
+            times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def row(name: str, ms: float, target: str = "", ratio: float | None = None, note: str = "") -> str:
+    return f"| {name} | {ms:.1f} | {target} | {'' if ratio is None else f'{ratio:.2f}'} | {note} |"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "outputs/quick/export/facecam-quick"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--render", action="store_true", help="also time the Cycles preview")
+    args = parser.parse_args(argv)
+    model_dir = Path(args.model).resolve()
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"--model {model_dir}: no exported model there; run `make demo` (or `python -m train "
+                         f"export --config quick`) first")
+    tmp = Path(tempfile.mkdtemp(prefix="facecam-bench-"))
+    os.environ["BLENDER_USER_RESOURCES"] = str(tmp / "user")  # read when bpy starts
+    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp / "dist")],
+                           capture_output=True, text=True, check=True)
+    zip_path = build.stdout.split("extension: ", 1)[1].strip()
+
+    import bpy  # after BLENDER_USER_RESOURCES: the bench never touches the user's own Blender set-up
+
+    from core.face_model import FaceModel
+    from core.obj_io import write_face_obj
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    name = "bl_ext.user_default.facecam"
+    prefs = bpy.context.preferences.addons[name].preferences
+    prefs.source_kind, prefs.folder = "FOLDER", str(model_dir)
+    bpy.ops.facecam.load_model()
+    model = sys.modules[name + ".model_session"].current()
+    scene_mesh = sys.modules[name + ".scene_mesh"]
+    settings = bpy.context.scene.facecam
+    expression = model.expression_names[min(1, len(model.expression_names) - 1)]
+    settings.expression, settings.identity_seed, settings.use_texture = expression, 7, False
+    levels = [0.2 * (i + 1) for i in range(10)]
+
+    face = model.generate(7, expression, 1.0, texture=False)
+    obj_dir = tmp / "obj"
+    obj_dir.mkdir()
+    write_face_obj(face, obj_dir / "face.obj")
+    sweep_objs = []
+    for i, f in enumerate(model.sweep(7, expression, levels, texture=False)):
+        sweep_objs.append(obj_dir / f"level{i}.obj")
+        write_face_obj(f, sweep_objs[-1])
+
+    def clear_scene():
+        for o in list(bpy.data.objects):
+            bpy.data.objects.remove(o)
+        for m in list(bpy.data.meshes):
+            bpy.data.meshes.remove(m)
+
+    rows = []
+    obj_import = best_ms(lambda: bpy.ops.wm.obj_import(filepath=str(obj_dir / "face.obj")), args.repeats,
+                         clear_scene)
+    rows.append(row("OBJ import (Blender's C++ importer), reference", obj_import))
+    generate = best_ms(lambda: bpy.ops.facecam.generate_face(), args.repeats, clear_scene)
+    rows.append(row("Generate Face, no texture (inference + mesh)", generate, "", generate / obj_import,
+                    "ratio to OBJ import"))
+    mesh_part = best_ms(lambda: scene_mesh.write_face(bpy.context, None, face, model.units), args.repeats,
+                        clear_scene)
+    rows.append(row("Generate Face, mesh part (quads, UVs, smooth)", mesh_part, "<= 1.2x OBJ import",
+                    mesh_part / obj_import / 1.2, "ratio to 1.2x OBJ import"))
+
+    clear_scene()
+    bpy.ops.facecam.generate_face()
+    settings.sweep_count, settings.sweep_max = 10, levels[-1]
+    ours = best_ms(lambda: bpy.ops.facecam.bake_sweep(), args.repeats)
+
+    def peer():
+        base = bpy.context.active_object
+        for path in sweep_objs:
+            bpy.ops.wm.obj_import(filepath=str(path))
+        shapes = [o for o in bpy.context.selected_objects if o is not base]
+        for o in bpy.context.view_layer.objects:
+            o.select_set(o in shapes or o is base)
+        bpy.context.view_layer.objects.active = base
+        bpy.ops.object.join_shapes()
+        for o in shapes:
+            bpy.data.objects.remove(o)
+
+    def peer_setup():
+        clear_scene()
+        bpy.ops.wm.obj_import(filepath=str(obj_dir / "face.obj"))
+        for o in bpy.context.selected_objects:
+            bpy.context.view_layer.objects.active = o
+    peer_ms = best_ms(peer, args.repeats, peer_setup)
+    rows.append(row("Bake Intensity Sweep, 10 keys (inference + keys + drivers)", ours, ">= 5x faster than peer",
+                    ours * 5 / peer_ms, "ratio to peer / 5"))
+    rows.append(row("peer: import 10 OBJs + join as shapes", peer_ms, "", peer_ms / ours, "x slower than ours"))
+
+    if model.texture is not None:
+        texture = model.texture_image(7, expression, 1.0)
+        rows.append(row("texture synthesis (apart from the mesh)",
+                        best_ms(lambda: model.texture_image(7, expression, 1.0), args.repeats)))
+        clear_scene()
+        bpy.ops.facecam.generate_face()
+        target = bpy.context.active_object
+        rows.append(row(f"texture into the image ({texture.shape[0]} px, packed)",
+                        best_ms(lambda: scene_mesh.set_texture(target, texture), args.repeats)))
+    if args.render:
+        for resolution, samples in ((128, 4), (512, 16)):
+            settings.preview_resolution, settings.preview_samples = resolution, samples
+            rows.append(row(f"Cycles preview {resolution} px, {samples} samples",
+                            best_ms(lambda: bpy.ops.facecam.render_preview(), 1)))
+    model_note = f"{model.name}: {len(face.vertices)} vertices, {len(face.polygon_sizes)} polygons"
+    print(f"Blender {bpy.app.version_string}, {os.cpu_count()} CPUs; model {model_note}; best of {args.repeats}\n")
+    print("| step | ms | target | ratio | note |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

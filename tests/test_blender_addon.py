@@ -1,0 +1,130 @@
+"""The add-on in real Blender (bpy 5.0.1): the zip build_addon.py makes is installed and every operator driven as a
+user would (tests/blender_drive_addon.py, in a fresh process), against models the tests train and export, one of
+them served by a loopback hub."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hub_server import HubServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def session(exported, exported_au, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("blender_addon")
+    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp / "dist")],
+                           capture_output=True, text=True, check=True)
+    zip_path = build.stdout.split("extension: ", 1)[1].strip()
+    model_dir, au_dir = exported[0], exported_au[0]
+    with HubServer() as server:
+        commit = server.add_repo("facecam/tiny")
+        for p in model_dir.iterdir():
+            server.add_file("facecam/tiny", p.name, p.read_bytes())
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp / "home"), "BLENDER_USER_RESOURCES": str(tmp / "user"),
+               "HF_ENDPOINT": server.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+        proc = subprocess.run([sys.executable, str(ROOT / "tests" / "blender_drive_addon.py"), zip_path,
+                               str(model_dir), str(au_dir), server.url, f"facecam/tiny@{commit}", str(tmp)],
+                              capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0 and "RESULT " in proc.stdout, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return json.loads(proc.stdout.split("RESULT ", 1)[1]), tmp
+
+
+def test_without_a_model_every_failure_is_a_clear_report_and_builds_nothing(session):
+    r, _ = session
+    assert r["install"] == ["FINISHED"] and not r["torch_loaded_at_enable"]  # enabling stays light
+    assert "No published facecam weights yet" in r["no_published"][1] and "Local folder" in r["no_published"][1]
+    assert "No model folder set" in r["no_folder"][1]
+    assert "missing" in r["missing_folder"][1] and "not an existing folder" in r["missing_folder"][1]
+    assert "not in the local cache" in r["offline_not_cached"][1] and "offline" in r["offline_not_cached"][1]
+    assert "online access is off" in r["download_offline"][1]
+    assert all(r[k][0] == ["CANCELLED"] for k in ("no_published", "no_folder", "missing_folder",
+                                                   "offline_not_cached", "download_offline"))
+    assert r["after_errors_unchanged"]
+
+
+def test_download_respects_online_access_and_the_cache_then_serves_offline(session):
+    r, _ = session
+    assert r["download"] == [["FINISHED"], None]
+    assert r["cached_files"] == ["config.json", "shape.safetensors", "template.safetensors", "template_texture.png",
+                                 "texture.safetensors"]  # only what generation needs: no model card
+    assert r["load_cached_offline"] == [["FINISHED"], None]  # online access off again: the cache serves
+
+
+def test_generate_face_builds_the_models_mesh_uvs_and_textured_material(session):
+    r, _ = session
+    m, model = r["mesh"], r["model"]
+    assert r["generate"] == ["FINISHED"] and r["torch_loaded_after_load"]
+    assert r["expression_items"] == model["expressions"]  # the enum comes from the model's config
+    assert (m["vertices"], m["polygons"], m["loops"]) == (model["vertices"], model["polygons"], model["loops"])
+    assert m["quads"] == m["model_quads"] > 0  # quads kept
+    assert m["max_vertex_error"] < 1e-6 and m["max_uv_error"] < 1e-6 and m["all_smooth"]
+    assert 0.1 < m["z_extent"] < 0.6  # metres, z up: a head is a few decimetres tall
+    assert m["texture_size"] == m["model_texture_size"] and m["max_texture_error"] < 0.51  # uint8 exact
+    assert m["image_packed"] and m["base_color_linked"] and m["subsurface"] > 0
+
+
+def test_undo_and_update_in_place_keep_the_users_work(session):
+    r, _ = session
+    assert r["undo_removed"] and r["redo_restored"]
+    assert r["update"] == [["FINISHED"], None]
+    assert r["in_place"] == {"same_object": True, "modifier_kept": True, "material_kept": True,
+                             "max_vertex_error": r["in_place"]["max_vertex_error"]}
+    assert r["in_place"]["max_vertex_error"] < 1e-6
+    assert r["repeat"]["after"] == r["repeat"]["before"] and r["repeat"]["orphans"] == 0  # 20 generates
+
+
+def test_sweep_keys_and_their_control_follow_the_model(session):
+    r, _ = session
+    assert r["bake_sweep"] == [["FINISHED"], None]
+    assert r["sweep_keys"] == [["Basis", 1.0, 0.0, 1.0], ["2_smile @0.50", 0.0, 0.0, 1.0],
+                               ["2_smile @1.00", 0.0, 0.0, 1.0], ["2_smile @1.50", 0.0, -10.0, 1.0],
+                               ["2_smile @2.00", 0.0, 0.0, 10.0]]
+    assert max(r["sweep_key_errors"]) < 1e-6 and r["basis_error"] < 1e-6  # basis: the neutral face
+    assert r["drivers"] == {"count": 4, "simple": True, "valid": True}  # no Python needed to evaluate them
+    # the control reproduces each baked level, blends neighbours between, extrapolates the last segment past 2
+    assert max(r["control_errors"].values()) < 1e-5, r["control_errors"]
+    assert r["control_range"]["soft_max"] == 2.0 and r["control_range"]["max"] > 2.0
+    assert r["rebake_keys"] == ["Basis", "2_smile @0.67", "2_smile @1.33", "2_smile @2.00"]  # replaced
+    assert r["rebake_drivers"] == 3
+
+
+def test_bake_all_expressions_and_regenerating_a_baked_face(session):
+    r, _ = session
+    expressions = r["model"]["expressions"]
+    assert r["bake_all"] == r["bake_all_again"] == [["FINISHED"], None]
+    assert r["all_keys"] == ["Basis", "2_smile @0.67", "2_smile @1.33", "2_smile @2.00",
+                             *[f"{e} @1.00" for e in expressions]]  # baked twice, listed once
+    assert r["set_key_error"] < 1e-6
+    assert r["regenerate_baked"] == [["FINISHED"], None] and max(r["rebaked_errors"]) < 1e-6
+    assert r["control_after_regenerate"] == 1.5  # the sweep's expression: the control shows the chosen intensity
+    assert "unknown expression 'no_such_expression'" in r["bad_expression"][1]
+    assert r["bad_expression_unchanged"]
+
+
+def test_cycles_preview_shows_the_face_and_leaves_the_users_scene_alone(session):
+    r, tmp = session
+    p = r["preview"]
+    assert r["render"] == [["FINISHED"], None] and p["size"] == [128, 128] and p["packed"]
+    assert p["centre_alpha"] > 0.99 and p["corner_alpha"] < 0.01 and 0.15 < p["coverage"] < 0.9
+    assert p["rgb_std"] > 0.02  # lit and textured, not a flat silhouette
+    assert p["user_scene_untouched"]
+    saved = np.asarray(Image.open(tmp / "preview.png"))
+    assert saved.shape[:2] == (128, 128)
+
+
+def test_action_unit_models_get_one_slider_per_unit(session):
+    r, _ = session
+    assert r["load_au"] == [["FINISHED"], None] and r["au_sliders"]
+    assert r["generate_au"] == [["FINISHED"], None] and r["au_vertex_error"] < 1e-6
+
+
+def test_disable_and_uninstall_leave_nothing_registered(session):
+    r, tmp = session
+    assert (tmp / "scene.blend").stat().st_size > 0
+    assert r["left_registered"] == [] and r["uninstall"] == ["FINISHED"] and r["left_files"] == []
