@@ -51,20 +51,23 @@ def preview_scene(face_obj, resolution: int, samples: int):
     corners = [face_obj.matrix_world @ Vector(c) for c in face_obj.bound_box]
     lo = Vector([min(c[i] for c in corners) for i in range(3)])
     hi = Vector([max(c[i] for c in corners) for i in range(3)])
-    centre, size = (lo + hi) / 2, max(hi - lo)
+    # frame the head, not the neck and shoulders below it: the top 60% of the mesh, as wide as it is
+    height = (hi.z - lo.z) * 0.6
+    centre = Vector(((lo.x + hi.x) / 2, (lo.y + hi.y) / 2, hi.z - height / 2))
+    size = max(height, hi.x - lo.x)
     cam_data = bpy.data.cameras.get(_RIG[0]) or bpy.data.cameras.new(_RIG[0])
-    cam_data.lens = 85.0
-    cam_data.sensor_width = 36.0
-    distance = 1.15 * size * cam_data.lens / cam_data.sensor_width  # the face fills most of the frame
+    cam_data.lens, cam_data.sensor_width = 85.0, 36.0
+    distance = 1.1 * size * cam_data.lens / cam_data.sensor_width + (hi.y - lo.y) / 2
     camera = _object(scene, _RIG[0], cam_data)
     camera.location = centre + Vector((0.0, -distance, 0.0))  # generated faces look down -y
     camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
     cam_data.clip_start, cam_data.clip_end = distance / 100, distance * 10
     scene.camera = camera
     front = Vector((0.0, -distance, 0.0))
-    _light(scene, _RIG[1], 60.0 * distance ** 2, size, centre + front + Vector((-0.6 * distance, 0, 0.5 * distance)), centre)
-    _light(scene, _RIG[2], 20.0 * distance ** 2, size, centre + front + Vector((0.7 * distance, 0, 0.1 * distance)), centre)
-    _light(scene, _RIG[3], 40.0 * distance ** 2, size, centre + Vector((0.3 * distance, distance, 0.8 * distance)), centre)
+    d2 = distance ** 2  # light power grows with the square of the distance: the same exposure at any scale
+    _light(scene, _RIG[1], 15.0 * d2, size, centre + front + Vector((-0.6 * distance, 0, 0.5 * distance)), centre)
+    _light(scene, _RIG[2], 5.0 * d2, size, centre + front + Vector((0.7 * distance, 0, 0.1 * distance)), centre)
+    _light(scene, _RIG[3], 12.0 * d2, size, centre + Vector((0.3 * distance, distance, 0.8 * distance)), centre)
     world = bpy.data.worlds.get(PREVIEW_SCENE) or bpy.data.worlds.new(PREVIEW_SCENE)
     world.color = (0.05, 0.05, 0.05)
     scene.world = world

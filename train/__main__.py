@@ -22,7 +22,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description="facecam training command line")
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.add_parser(sub)
-    demo = sub.add_parser("demo", help="the main job: build the quick sets and write contact sheets")
+    demo = sub.add_parser("demo", help="the main job: data, shape and texture models, evaluation, export, faces in "
+                                       "Blender (finished steps are reused)")
     demo.add_argument("--config", default="quick")
     sae = sub.add_parser("sae", help="train the supervised auto-encoder (or, --unsupervised, the plain AE)")
     add_run_arguments(sae, "holistic expressions, or action units", "outputs/CONFIG/shape/sae or .../ae")

@@ -1,26 +1,154 @@
-"""The main job (`make demo`): for now, build the quick synthetic sets and write contact sheets of them."""
+"""The main job (`make demo`, `python -m train demo --config quick`): data, the shape and texture models, their
+evaluation, an exported model folder, and faces in Blender, from nothing.
+
+Each step is skipped when its result exists (a finished run, a report newer than what it measures), and a
+training run stopped half-way resumes from its checkpoint, so a second `make demo` redoes nothing. To retrain a
+step, delete its folder (printed in the summary).
+"""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from train.config import data_config, load_config
+from dataclasses import dataclass
+
+from train.config import data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    render_resolution: int  # px, square
+    render_samples: int  # Cycles samples per render
+
+
+def demo_section(cfg: dict) -> DemoConfig:
+    where = f"{cfg.get('_path', cfg['name'])}: demo"
+    demo = typed_section(cfg.get("demo", {"render_resolution": 384, "render_samples": 24}), DemoConfig, where)
+    if demo.render_resolution < 16 or demo.render_samples < 1:
+        raise ValueError(f"{where}: render_resolution must be >= 16 and render_samples >= 1")
+    return demo
+
+
+def _newest(paths) -> float:
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=float("inf"))
+
+
+def _fresh(result: Path, inputs) -> bool:
+    """result exists and is newer than every input."""
+    return result.is_file() and result.stat().st_mtime >= _newest(inputs)
+
+
+def _train(config: str, args: list[str], run: Path, finished: str) -> str:
+    """Run `python -m train ARGS` unless run/finished exists; resume a run that has a checkpoint."""
+    from train.__main__ import main as train_main
+
+    if (run / finished).is_file():
+        return "reused"
+    resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
+    code = train_main([*args, "--config", config, "--out", str(run), *resume])
+    if code:
+        raise SystemExit(f"`python -m train {' '.join(args)} --config {config}` failed ({code})")
+    return "resumed" if resume else "trained"
+
+
+def _step(log: list, name: str, fn) -> None:
+    start = time.perf_counter()
+    print(f"\n== {name}", flush=True)
+    how = fn()
+    log.append((name, how or "done", time.perf_counter() - start))
+
+
+def blender_scene(model: Path, out_dir: Path, config: str, resolution: int, samples: int) -> dict:
+    """Build the add-on, then in a fresh Blender (bpy) process: three faces with baked sweeps, renders, a .blend."""
+    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(out_dir / "dist")],
+                           capture_output=True, text=True, check=True)
+    zip_path = build.stdout.split("extension: ", 1)[1].strip()
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str((output_root(config) / "blender_user").resolve())}
+    proc = subprocess.run([sys.executable, str(ROOT / "train" / "blender_scene.py"), zip_path, str(model.resolve()),
+                           str(out_dir.resolve()), str(resolution), str(samples)], env=env, capture_output=True,
+                          text=True)
+    if proc.returncode != 0 or "RESULT " not in proc.stdout:
+        raise SystemExit(f"the Blender step failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.split("RESULT ", 1)[1])
+
 
 def run_demo(config: str = "quick") -> int:
-    cfg = data_config(load_config(config))
+    full = load_config(config)
+    cfg, renders = data_config(full), demo_section(full)
+    name = cfg.config_name
+    root = output_root(name)
+    shape, texture = root / "shape", root / "texture" / "texture"
+    model = root / "export" / f"facecam-{name}"
+    demo = root / "demo"
     start = time.perf_counter()
-    outputs = {}
-    for kind in ("facescape", "bp4d"):
-        outputs[f"{kind}-like set"] = build_set(kind, cfg, set_dir(cfg.config_name, kind))
-    preview = output_root(cfg.config_name) / "preview"
-    facescape = SyntheticFaceScape(cfg)
-    outputs["FaceScape-like contact sheet"] = facescape_sheet(facescape, preview / "facescape_sheet.png")
-    outputs["intensity sweep sheet"] = sweep_sheet(facescape, preview / "facescape_sweep.png")
-    outputs["BP4D-like contact sheet"] = bp4d_sheet(SyntheticBP4D(cfg, facescape.ict), preview / "bp4d_sheet.png")
-    print(f"\nfacecam demo ({cfg.config_name}) finished in {time.perf_counter() - start:.0f} s. Outputs:")
+    log: list = []
+
+    def synthetic_sets():
+        for kind in ("facescape", "bp4d"):
+            build_set(kind, cfg, set_dir(name, kind))  # reused when already built from this config
+    _step(log, "synthetic sets", synthetic_sets)
+    preview = root / "preview"
+    sheets = {p: preview / p for p in ("facescape_sheet.png", "facescape_sweep.png", "bp4d_sheet.png")}
+
+    def contact_sheets():
+        if all(p.is_file() for p in sheets.values()):
+            return "reused"
+        facescape = SyntheticFaceScape(cfg)
+        facescape_sheet(facescape, sheets["facescape_sheet.png"])
+        sweep_sheet(facescape, sheets["facescape_sweep.png"])
+        bp4d_sheet(SyntheticBP4D(cfg, facescape.ict), sheets["bp4d_sheet.png"])
+    _step(log, "contact sheets", contact_sheets)
+    _step(log, "SAE", lambda: _train(config, ["sae"], shape / "sae", "sae.safetensors"))
+    _step(log, "AE baseline", lambda: _train(config, ["sae", "--unsupervised"], shape / "ae", "sae.safetensors"))
+    _step(log, "shape cGANs", lambda: _train(config, ["cgan"], shape / "cgan", "generators.safetensors"))
+    _step(log, "texture ProGAN", lambda: _train(config, ["texture"], texture, "texture.safetensors"))
+
+    from train.__main__ import main as train_main
+    runs = [shape / "sae" / "sae.safetensors", shape / "ae" / "sae.safetensors",
+            shape / "cgan" / "generators.safetensors"]
+    report, texture_report = root / "eval" / "report.json", root / "eval" / "texture_report.json"
+    _step(log, "shape evaluation", lambda: "reused" if _fresh(report, runs) else
+          train_main(["evaluate", "--config", config]) or None)
+    _step(log, "texture evaluation", lambda: "reused" if _fresh(texture_report, [texture / "texture.safetensors"])
+          else train_main(["evaluate-texture", "--config", config]) or None)
+    _step(log, "export", lambda: "reused" if _fresh(model / "config.json", [*runs, texture / "texture.safetensors",
+                                                                             report, texture_report])
+          else train_main(["export", "--config", config, "--overwrite"]) or None)
+
+    blend = demo / "faces.blend"
+    result = {}
+
+    def faces_in_blender():
+        if _fresh(blend, [model / "config.json"]) and (demo / "result.json").is_file():
+            result.update(json.loads((demo / "result.json").read_text()))
+            return "reused"
+        demo.mkdir(parents=True, exist_ok=True)
+        result.update(blender_scene(model, demo, name, renders.render_resolution, renders.render_samples))
+        (demo / "result.json").write_text(json.dumps(result, indent=1))
+    _step(log, "Blender: faces, sweeps, renders", faces_in_blender)
+
+    print(f"\nfacecam demo ({name}) finished in {time.perf_counter() - start:.0f} s.")
+    print("\n| step | | s |\n|---|---|---:|")
+    for step, how, seconds in log:
+        print(f"| {step} | {how} | {seconds:.1f} |")
+    outputs = {"FaceScape-like set": set_dir(name, "facescape"), "BP4D-like set": set_dir(name, "bp4d"),
+               **{f"contact sheet {k}": v for k, v in sheets.items()},
+               "SAE / AE / cGAN runs": shape, "texture run (samples/*.png)": texture,
+               "shape evaluation (report.md, tsne.png)": root / "eval" / "report.md",
+               "texture evaluation (texture_report.md, texture_grid.png)": root / "eval" / "texture_report.md",
+               "exported model folder": model, "Blender scene": blend,
+               **{f"render {Path(p).name}": p for p in result.get("renders", [])},
+               "sweep strip": result.get("strip", "")}
+    print("\nOutputs:")
     for what, path in outputs.items():
-        print(f"  {what}: {path.resolve()}")
+        print(f"  {what}: {Path(path).resolve()}")
     return 0

@@ -159,12 +159,17 @@ def critic_loss(d, real, fake, id_labels, exp_targets, alpha: float, tcfg) -> di
             "acc_exp_real": acc_exp}
 
 
+def fine_detail(images: torch.Tensor, block: int = 4) -> torch.Tensor:
+    """Each image minus its block x block means: the wrinkle scale, without skin tone and shading."""
+    return images - F.interpolate(F.avg_pool2d(images, block), scale_factor=block, mode="nearest")
+
+
 def generator_loss(d, fake, real, id_labels, exp_targets, alpha: float, tcfg) -> dict:
     """fake[i] was generated for real[i]'s identity and expression."""
     outputs = d(fake, alpha)
     _, id_logits, exp_logits = outputs
     exp_term, acc_exp = expression_loss(exp_logits, exp_targets)
-    recon = (fake - real).abs().mean()
+    recon = (fake - real).abs().mean() + tcfg.recon_detail_weight * (fine_detail(fake) - fine_detail(real)).abs().mean()
     loss = (-conditioned_score(outputs, id_labels, exp_targets, tcfg.projection).mean()
             + tcfg.id_weight * F.cross_entropy(id_logits, id_labels) + tcfg.exp_weight * exp_term
             + tcfg.recon_weight * recon)

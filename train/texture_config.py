@@ -26,6 +26,9 @@ class TextureTrainConfig:
     # scanned in every expression, so pairs exist). Not in the paper: the quick config needs it to learn the
     # conditioning within its CPU budget; the paper config keeps 0
     recon_weight: float
+    # and on each image's fine detail (minus its 4x4-pixel block means), where wrinkles, the expressions' trace in
+    # the texture, live; their share of a plain L1 is tiny next to skin tone
+    recon_detail_weight: float
     seed: int
 
 

@@ -1,0 +1,75 @@
+"""The main job's Blender step, run by train/demo.py in a fresh bpy process (Blender as a Python module):
+
+    python train/blender_scene.py EXTENSION_ZIP MODEL_FOLDER OUT_DIR RESOLUTION SAMPLES
+
+Installs the add-on zip (into BLENDER_USER_RESOURCES, which the demo points inside outputs/), loads the exported
+model through the add-on (core.FaceModel.from_pretrained, the code path hub weights take), makes three faces
+with the Generate Face operator, bakes an intensity sweep on each, renders each with Render Preview and one sweep
+as a strip of renders at its baked levels, and saves the .blend. Prints "RESULT {json}" with the paths.
+"""
+import json
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+from PIL import Image
+
+MODULE = "bl_ext.user_default.facecam"
+FACES = ((1, 1, 1.0), (2, 2, 1.2), (3, 3, 0.9))  # (identity seed, expression index, intensity)
+SWEEP_LEVELS = (0.5, 1.0, 1.5, 2.0)
+
+
+def save_preview(path: Path) -> str:
+    image = bpy.data.images["facecam Preview"]
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    return str(path)
+
+
+def main(zip_path: str, model: str, out_dir: str, resolution: str, samples: str) -> dict:
+    out = Path(out_dir)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.source_kind, prefs.folder = "FOLDER", model
+    bpy.ops.facecam.load_model()
+    names = sys.modules[MODULE + ".model_session"].current().expression_names
+    settings = bpy.context.scene.facecam
+    settings.sweep_count, settings.sweep_max = len(SWEEP_LEVELS), SWEEP_LEVELS[-1]
+    settings.preview_resolution, settings.preview_samples = int(resolution), int(samples)
+    faces, renders = [], []
+    for i, (seed, expression, intensity) in enumerate(FACES):
+        for obj in bpy.context.view_layer.objects.selected:
+            obj.select_set(False)
+        settings.identity_seed, settings.intensity = seed, intensity
+        settings.expression = names[expression % len(names)]
+        bpy.ops.facecam.generate_face()
+        face = bpy.context.active_object
+        bpy.ops.facecam.render_preview()  # before the bake: the face at its chosen intensity
+        renders.append(save_preview(out / f"face_{i + 1}.png"))
+        bpy.ops.facecam.bake_sweep()
+        face["facecam_intensity"] = intensity  # the baked rig showing the chosen intensity
+        face.update_tag()
+        face.location.x = 0.3 * i  # side by side in the saved scene
+        faces.append({"object": face.name, "identity_seed": seed, "expression": settings.expression,
+                      "intensity": intensity, "keys": [k.name for k in face.data.shape_keys.key_blocks]})
+    first = bpy.data.objects[faces[0]["object"]]
+    bpy.context.view_layer.objects.active = first  # Render Preview renders the active face
+    frames = []
+    for level in (0.0, *SWEEP_LEVELS):
+        first["facecam_intensity"] = level
+        first.update_tag()
+        bpy.ops.facecam.render_preview()
+        frames.append(np.asarray(Image.open(save_preview(out / "sweep_frame.png")).convert("RGBA")))
+    strip = out / "sweep_strip.png"
+    Image.fromarray(np.concatenate(frames, axis=1)).save(strip)
+    (out / "sweep_frame.png").unlink()
+    first["facecam_intensity"] = FACES[0][2]
+    bpy.ops.wm.save_as_mainfile(filepath=str(out / "faces.blend"))
+    return {"faces": faces, "renders": renders, "strip": str(strip), "sweep_levels": [0.0, *SWEEP_LEVELS],
+            "blend": str(out / "faces.blend")}
+
+
+if __name__ == "__main__":
+    print("RESULT " + json.dumps(main(*sys.argv[-5:])))
