@@ -114,7 +114,7 @@ def build(out_dir: Path, wheels: list[Path] = ()) -> Path:
     return target
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default: dist/)")
     wheels = parser.add_mutually_exclusive_group()
@@ -122,7 +122,11 @@ def main(argv=None) -> int:
                         help="download torch, pillow, safetensors, huggingface_hub, tqdm (and dependencies) for "
                              "this platform with pip and bundle them")
     wheels.add_argument("--wheel-dir", help="bundle the .whl files in this folder instead of downloading")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     bundled = []
     if args.wheels:
         bundled = download_wheels(ROOT / "build" / "wheels")

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     import bpy  # after BLENDER_USER_RESOURCES: the bench never touches the user's own Blender set-up
 
     from core.face_model import FaceModel
-    from core.obj_io import write_face_obj
+    from core.__main__ import write_face_obj
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
                     "ratio to OBJ import"))
     mesh_part = best_ms(lambda: scene_mesh.write_face(bpy.context, None, face, model.units), args.repeats,
                         clear_scene)
-    rows.append(row("Generate Face, mesh part (quads, UVs, smooth)", mesh_part, "<= 1.2x OBJ import",
+    rows.append(row("Generate Face, mesh part (quads, UVs, material, smooth)", mesh_part, "<= 1.2x OBJ import",
                     mesh_part / obj_import / 1.2, "ratio to 1.2x OBJ import"))
 
     clear_scene()

@@ -16,7 +16,7 @@ import json
 
 import bpy
 
-from .scene_mesh import blender_vertices
+from .scene_mesh import blender_vertices, key_points
 
 SWEEP_TAG = "facecam_sweep"  # JSON: {"expression": ..., "levels": [...], "keys": [...]}
 SET_TAG = "facecam_expression_set"  # JSON: {"intensity": ..., "keys": [...]}
@@ -60,7 +60,7 @@ def set_neutral_basis(obj, neutral, units: str) -> None:
     obj.data.vertices.foreach_set("co", co)
     if obj.data.shape_keys is None:
         obj.shape_key_add(name="Basis", from_mix=False)
-    obj.data.shape_keys.reference_key.data.foreach_set("co", co)
+    key_points(obj.data.shape_keys.reference_key).foreach_set("co", co)
     obj.data.update()
 
 
@@ -69,7 +69,7 @@ def _add_key(obj, name: str, face, units: str):
     callers record key.name, so removing one bake never removes another's key."""
     key = obj.shape_key_add(name=name, from_mix=False)
     key.value = 0.0
-    key.data.foreach_set("co", blender_vertices(face, units))
+    key_points(key).foreach_set("co", blender_vertices(face, units))
     return key
 
 

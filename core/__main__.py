@@ -40,7 +40,7 @@ def write_face_obj(face: Face, path: Path) -> list[Path]:
     return written
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="facecam inference")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate a face (or an intensity sweep) as OBJ + MTL + PNG")
@@ -53,7 +53,11 @@ def main(argv=None) -> int:
     gen.add_argument("--sweep", type=float, nargs="+", help="several intensities: one file each")
     gen.add_argument("--no-texture", action="store_true")
     gen.add_argument("--out", required=True, help="output .obj or .glb path")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         out = Path(args.out)
         if out.suffix.lower() not in (".obj", ".glb"):

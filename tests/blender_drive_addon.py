@@ -166,6 +166,11 @@ out["in_place"] = {
     "material_kept": obj.data.materials[0] == material and abs(bsdf.inputs["Roughness"].default_value - 0.123) < 1e-6,
     "max_vertex_error": float(np.abs(mesh_co(obj) - coords.y_up_to_z_up_metres(updated.vertices, model.units)).max()),
 }
+settings.use_mix, settings.second_expression, settings.mix_weight = True, "3_mouth_stretch", 0.25
+out["mix"] = call(bpy.ops.facecam.generate_face)
+mixed = model.generate(8, {"2_smile": 0.75, "3_mouth_stretch": 0.25}, 1.3, 1)
+out["mix_vertex_error"] = float(np.abs(mesh_co(obj) - coords.y_up_to_z_up_metres(mixed.vertices, model.units)).max())
+settings.use_mix = False
 base = datablocks()
 for seed in range(20):
     settings.identity_seed = 100 + seed

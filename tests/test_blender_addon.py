@@ -76,6 +76,7 @@ def test_undo_and_update_in_place_keep_the_users_work(session):
     assert r["in_place"] == {"same_object": True, "modifier_kept": True, "material_kept": True,
                              "max_vertex_error": r["in_place"]["max_vertex_error"]}
     assert r["in_place"]["max_vertex_error"] < 1e-6
+    assert r["mix"] == [["FINISHED"], None] and r["mix_vertex_error"] < 1e-6  # 0.75 smile + 0.25 mouth stretch
     assert r["repeat"]["after"] == r["repeat"]["before"] and r["repeat"]["orphans"] == 0  # 20 generates
 
 

@@ -18,7 +18,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, set_help: str, out_defaul
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train", description="facecam training command line")
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.add_parser(sub)
@@ -53,7 +53,11 @@ def main(argv=None) -> int:
     pub.add_argument("--name", help="the model's name in weights_manifest.json (default: its config name)")
     pub.add_argument("--update-manifest", action="store_true", help="write the entry into weights_manifest.json")
     pub.add_argument("--manifest", help="manifest path (default: the repository's weights_manifest.json)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "data":
             return data_cli.run(args)
