@@ -239,15 +239,19 @@ class FaceModel:
         return vertices, textures
 
     def _compose_textures(self, offsets: torch.Tensor) -> np.ndarray:
-        """Crop offsets (B, 3, R, R) in [-1, 1] units, added to the template over the crop window of the tile."""
+        """Crop offsets (B, 3, R, R) in [-1, 1] units, added to the template over the crop window of the tile; the
+        rest of the tile (scalp, neck, ears) is shifted by the mean offset along the crop's edge, so a skin tone far
+        from the template's does not end in a seam where the crop does."""
         tile = self._template_tile
         size = tile.shape[-1]
         u0, u1, v0, v1 = self.crop_window
         top, bottom = round((1 - v1) * size), round((1 - v0) * size)
         left, right = round(u0 * size), round(u1 * size)
         resized = F.interpolate(offsets, size=(bottom - top, right - left), mode="bilinear", align_corners=False)
-        out = tile.expand(len(offsets), -1, -1, -1).clone()
-        out[:, :, top:bottom, left:right] += resized
+        edge = torch.cat([resized[..., :2, :].flatten(2), resized[..., -2:, :].flatten(2),
+                          resized[..., :, :2].flatten(2), resized[..., :, -2:].flatten(2)], dim=2).mean(2)
+        out = tile + edge[:, :, None, None]
+        out[:, :, top:bottom, left:right] = tile[:, top:bottom, left:right] + resized
         return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
     def generate(self, identity_seed: int, expression: str | int | dict, intensity: float = 1.0,

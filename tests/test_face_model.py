@@ -57,6 +57,21 @@ def test_generated_mesh_is_the_training_side_generator(exported):
                              "intensity": 1.3}
 
 
+def test_texture_is_the_crop_over_the_template_with_the_tone_carried_outside(exported):
+    model = FaceModel(exported[0])
+    size = model.template_texture.shape[0]
+    offsets = torch.zeros(1, 3, 8, 8)
+    offsets[:, 0] = 0.2  # redder everywhere in the crop, edge included
+    offsets[:, 1, 3:5, 3:5] = -0.4  # a darker green patch inside it only
+    texture = model._compose_textures(offsets)[0].astype(int)
+    template = model.template_texture.astype(int)
+    u0, u1, v0, v1 = model.crop_window
+    inside = (round((1 - v1) * size) + round((1 - v0) * size)) // 2, (round(u0 * size) + round(u1 * size)) // 2
+    assert texture[inside][1] < template[inside][1] - 30  # the patch lands in the crop
+    assert abs(texture[0, 0, 0] - min(255, template[0, 0, 0] + 25.5)) <= 1  # the edge's tone outside the crop
+    assert abs(texture[0, 0, 1] - template[0, 0, 1]) <= 1  # the patch is not on the edge: no green shift outside
+
+
 def test_seeds_decide_the_face(exported):
     model = FaceModel(exported[0])
     a = model.generate(1, "2_smile", 1.0, 0)
