@@ -96,8 +96,8 @@ def main(argv=None) -> int:
                          clear_scene)
     rows.append(row("OBJ import (Blender's C++ importer), reference", obj_import))
     generate = best_ms(lambda: bpy.ops.facecam.generate_face(), args.repeats, clear_scene)
-    rows.append(row("Generate Face, no texture (inference + mesh)", generate, "", generate / obj_import,
-                    "ratio to OBJ import"))
+    rows.append(row("Generate Face, no texture (inference + mesh)", generate,
+                    note=f"{generate / obj_import:.2f}x the OBJ import"))
     mesh_part = best_ms(lambda: scene_mesh.write_face(bpy.context, None, face, model.units), args.repeats,
                         clear_scene)
     rows.append(row("Generate Face, mesh part (quads, UVs, material, smooth)", mesh_part, "<= 1.2x OBJ import",
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     peer_ms = best_ms(peer, args.repeats, peer_setup)
     rows.append(row("Bake Intensity Sweep, 10 keys (inference + keys + drivers)", ours, ">= 5x faster than peer",
                     ours * 5 / peer_ms, "ratio to peer / 5"))
-    rows.append(row("peer: import 10 OBJs + join as shapes", peer_ms, "", peer_ms / ours, "x slower than ours"))
+    rows.append(row("peer: import 10 OBJs + join as shapes", peer_ms, note=f"{peer_ms / ours:.1f}x slower than ours"))
 
     if model.texture is not None:
         texture = model.texture_image(7, expression, 1.0)
