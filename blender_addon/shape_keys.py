@@ -16,7 +16,7 @@ import json
 
 import bpy
 
-from .scene_mesh import blender_vertices, key_points
+from .scene_mesh import blender_vertices, key_points, set_vertices
 
 SWEEP_TAG = "facecam_sweep"  # JSON: {"expression": ..., "levels": [...], "keys": [...]}
 SET_TAG = "facecam_expression_set"  # JSON: {"intensity": ..., "keys": [...]}
@@ -56,12 +56,9 @@ def control_maximum(levels: list[float]) -> float:
 
 def set_neutral_basis(obj, neutral, units: str) -> None:
     """Make the neutral face the basis (and the mesh's own vertices), adding the basis key if there is none."""
-    co = blender_vertices(neutral, units)
-    obj.data.vertices.foreach_set("co", co)
     if obj.data.shape_keys is None:
         obj.shape_key_add(name="Basis", from_mix=False)
-    key_points(obj.data.shape_keys.reference_key).foreach_set("co", co)
-    obj.data.update()
+    set_vertices(obj, neutral, units)  # the mesh and its basis key
 
 
 def _add_key(obj, name: str, face, units: str):
