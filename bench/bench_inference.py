@@ -4,7 +4,7 @@
 
 Rows: model load from a local folder (the same code reads the hub cache); one mesh and a 10-level intensity sweep
 from the paper-size decoder (130 -> 512 -> 1024 -> 26,719 x 3, random weights: speed does not depend on them), the
-way FaceModel runs it (MeshDecoder.prepare_for_inference: the last layer packed for oneDNN) and, beside it,
+way FaceModel runs it (MeshDecoder.prepare_for_inference: the last layer packed for oneDNN in a layout for batches of 10) and, beside it,
 through plain nn.Linear; one face and a sweep from the
 exported quick model. Times are the best of --repeats after a warm-up.
 """
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     def plain(b):
         return paper.coder.decode(paper.decoder(torch.cat([mu_id[:b], mu_exp[:b]], 1)))
-    rows.append(row("paper decoder, one mesh", one, 40.0, "last layer packed for oneDNN"))
+    rows.append(row("paper decoder, one mesh", one, 40.0, "last layer packed for oneDNN, batch-10 layout"))
     rows.append(row("paper decoder, one mesh, nn.Linear", best_ms(lambda: plain(1), args.repeats), 40.0))
     rows.append(row("paper decoder, sweep of 10 in one batch", best_ms(lambda: paper.decode(mu_id, mu_exp),
                                                                        args.repeats), 2 * one,

@@ -262,23 +262,56 @@ def test_glb_sweep_imports_into_blender_with_named_morph_targets(exported, tmp_p
         np.testing.assert_allclose(key, extent[[0, 2, 1]], rtol=1e-4)
 
 
-def test_publish_writes_a_pinned_manifest_entry_that_loads(exported, tmp_path, loopback_only):
-    from train.publish import add_to_manifest, manifest_entry
-    out = exported[0]
+def _publish(folder: Path, repo_id: str, endpoint: str, token: str | None, *extra: str):
+    """`python -m train publish` in a fresh process against the loopback hub, through huggingface_hub's LFS
+    route (the hub's default, Xet, needs its own storage service)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1",
+               HF_HOME=str(folder.parent / "hf-home"), **({"HF_TOKEN": token} if token else {}))
+    return subprocess.run([sys.executable, "-m", "train", "publish", "--model", str(folder), "--repo-id", repo_id,
+                           *extra], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_publish_uploads_the_folder_and_pins_the_commit_it_made(exported, tmp_path, loopback_only):
+    from train.publish import manifest_entry
+    out = tmp_path / "facecam-tiny"
+    shutil.copytree(exported[0], out)
     manifest = tmp_path / "weights_manifest.json"
     shutil.copyfile(ROOT / "weights_manifest.json", manifest)
     with pytest.raises(hub.SourceError, match="not a commit sha"):
         manifest_entry(out, "you/facecam-tiny", "main")
     with HubServer() as server:
-        commit = server.add_repo("you/facecam-tiny")
-        for p in out.iterdir():
-            server.add_file("you/facecam-tiny", p.name, p.read_bytes())
-        add_to_manifest(manifest, "facecam-tiny", manifest_entry(out, "you/facecam-tiny", commit))
+        refused = _publish(out, "you/facecam-tiny", server.url, "hf_wrong_token")
+        assert refused.returncode == 2 and "uploading" in refused.stderr and "HF_TOKEN" in refused.stderr
+        assert "you/facecam-tiny" not in server.repos
+
+        done = _publish(out, "you/facecam-tiny", server.url, server.write_token, "--name", "facecam-tiny",
+                        "--update-manifest", "--manifest", str(manifest))
+        assert done.returncode == 0, done.stderr
+        repo = server.repos["you/facecam-tiny"]
+        assert sorted(repo.files) == sorted(p.name for p in out.iterdir())
+        for name, f in repo.files.items():  # every byte arrived; weights through LFS, the rest inline
+            assert f.data == (out / name).read_bytes() and f.lfs == name.endswith(".safetensors")
+        assert any(p.startswith("cdn:/upload/") for m, p in server.requests if m == "PUT")
+        assert server.commits[-1]["summary"] == f"facecam: {json.loads((out / 'config.json').read_text())['name']}"
         loaded = hub.load_manifest(manifest)
-        assert loaded.models["facecam-tiny"].revision == commit and not loaded.status
+        entry = loaded.models["facecam-tiny"]
+        assert entry.revision == repo.commit and not loaded.status  # pinned to the commit the upload made
+        assert json.loads(done.stdout[:done.stdout.rindex("}") + 1])["facecam-tiny"]["revision"] == repo.commit
         model = FaceModel.from_pretrained("facecam-tiny", cache_dir=tmp_path / "cache", endpoint=server.url,
                                           manifest=loaded)
         np.testing.assert_array_equal(model.generate(2, 1).vertices, FaceModel(out).generate(2, 1).vertices)
+
+        # publishing again makes a new commit; the manifest pins the new one, the old pin stays intact elsewhere
+        again = _publish(out, "you/facecam-tiny", server.url, server.write_token, "--name", "facecam-tiny",
+                         "--update-manifest", "--manifest", str(manifest))
+        assert again.returncode == 0, again.stderr
+        assert hub.load_manifest(manifest).models["facecam-tiny"].revision == repo.commit != entry.revision
+
+        (out / "extra.pt").write_bytes(b"not weights")  # refused before anything is uploaded
+        commits = len(server.commits)
+        stray = _publish(out, "you/facecam-tiny", server.url, server.write_token)
+        assert stray.returncode == 2 and "extra.pt" in stray.stderr and len(server.commits) == commits
 
 
 def test_publish_without_a_model_folder_or_network_is_a_clear_error(tmp_path):
@@ -313,12 +346,13 @@ def test_packed_decoder_gives_the_plain_decoders_meshes():
     with torch.no_grad():
         plain = decoder.coder.decode(decoder.decoder(torch.cat([mu_id, mu_exp], 1)))
     decoder.prepare_for_inference()
-    with torch.inference_mode():
-        packed = decoder.decode(mu_id, mu_exp)
-    assert packed.shape == (10, 500, 3)
-    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    for batch in (1, 3, 10, 10):  # packed for batches of 10; every size gives the same meshes
+        with torch.inference_mode():
+            packed = decoder.decode(mu_id[:batch], mu_exp[:batch])
+        assert packed.shape == (batch, 500, 3)
+        torch.testing.assert_close(packed, plain[:batch], rtol=1e-5, atol=1e-5)
     if torch.backends.mkldnn.is_available():
-        assert decoder._packed_last is not None
+        assert decoder._packed_last is not None and decoder._packed_last[0] == "batch"
     with torch.enable_grad():  # training never goes through the packed copy
         assert decoder.decode(mu_id, mu_exp).requires_grad
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.hub import WeightsError
 from train.config import ConfigError
 from train.data import cli as data_cli
 
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         if args.command == "sae":
             from train.sae import main as sae_main
             return sae_main(args)
-    except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
+    except (ConfigError, WeightsError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -17,19 +17,25 @@ from core.atomic import file_sha256, write_text_atomic
 from core.hub import DEFAULT_MANIFEST, check_revision, check_weight_filename, load_manifest
 
 
-def manifest_entry(folder: Path, repo_id: str, revision: str) -> dict:
-    """The manifest's record of a model folder as published at `revision`."""
-    check_revision(revision, f"{repo_id} revision")
-    config = json.loads((folder / "config.json").read_text())
+def folder_files(folder: Path) -> dict[str, dict]:
+    """Every file of an exported folder with its sha256 and size; refuses names the loader would refuse, before
+    anything is uploaded."""
     files = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         check_weight_filename(path.name)
         files[path.name] = {"sha256": file_sha256(path), "size": path.stat().st_size}
+    return files
+
+
+def manifest_entry(folder: Path, repo_id: str, revision: str, files: dict[str, dict] | None = None) -> dict:
+    """The manifest's record of a model folder as published at `revision` (`files` as folder_files gave them)."""
+    check_revision(revision, f"{repo_id} revision")
+    config = json.loads((folder / "config.json").read_text())
     kind = "action units" if config.get("expression_labels") == "action_units" else "expressions"
     description = (f"{config['name']}: {len(config['expressions'])} {kind}, "
                    f"{'shape and texture' if config.get('texture') else 'shape only'}; {config['trained_on']}")
     return {"repo_id": repo_id, "revision": revision, "license": config["license"],
-            "description": " ".join(description.split()), "files": files}
+            "description": " ".join(description.split()), "files": files or folder_files(folder)}
 
 
 def add_to_manifest(manifest_path: Path, name: str, entry: dict) -> None:
@@ -48,15 +54,19 @@ def main(args) -> int:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
+    files = folder_files(folder)  # hashed first: the entry pins exactly what goes up
     api = HfApi()
     try:
         api.create_repo(args.repo_id, exist_ok=True)
-        commit = api.upload_folder(folder_path=str(folder), repo_id=args.repo_id,
+        commit = api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, allow_patterns=list(files),
                                    commit_message=f"facecam: {json.loads((folder / 'config.json').read_text())['name']}")
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise ValueError(f"uploading {folder} to {args.repo_id} failed: {e} (log in with `hf auth login` or set "
                          f"HF_TOKEN; the hub must be reachable)") from None
-    entry = manifest_entry(folder, args.repo_id, commit.oid)
+    if folder_files(folder) != files:
+        raise ValueError(f"{folder} changed while it was being uploaded to {args.repo_id} (commit {commit.oid}); "
+                         f"publish again")
+    entry = manifest_entry(folder, args.repo_id, commit.oid, files)
     name = args.name or json.loads((folder / "config.json").read_text())["name"]
     print(json.dumps({name: entry}, indent=2))
     if args.update_manifest:
