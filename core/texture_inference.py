@@ -82,6 +82,12 @@ class FastTextureGenerator(nn.Module):
             t = t.detach().clone()  # a copy: training the generator further does not change this one
             self.register_buffer(name, t.contiguous(memory_format=memory) if t.dim() == 4 else t)
         self.num_blocks, self.c0 = len(blocks), cfg.channels[0]
+        self.templates = cfg.expression_templates
+        if self.templates:  # (E, R*R*3) in channels-last order, so the weighted sum is one matmul into the output
+            offsets = generator.expression_offsets.detach()
+            if self.resolution != offsets.shape[-1]:
+                offsets = F.avg_pool2d(offsets, offsets.shape[-1] // self.resolution)
+            self.register_buffer("expression_offsets", offsets.permute(0, 2, 3, 1).reshape(len(offsets), -1).clone())
 
     @classmethod
     def from_generator(cls, generator: TextureGenerator, resolution: int | None = None,
@@ -101,4 +107,7 @@ class FastTextureGenerator(nn.Module):
                 x = F.conv2d(x, getattr(self, f"block{i}_conv_w"), getattr(self, f"block{i}_conv_b"), padding=1)
             x, s = _act_(x)  # to_rgb(x * s) = (W x) * s + b for a per-pixel s: scale 3 channels, not all C
             nhwc = lambda t: t.permute(0, 2, 3, 1)  # a view for channels_last memory: the 1x1 conv is a matmul
-            return torch.addcmul(self.rgb_b, nhwc(x) @ self.rgb_w.T, nhwc(s)).permute(0, 3, 1, 2).contiguous()
+            out = torch.addcmul(self.rgb_b, nhwc(x) @ self.rgb_w.T, nhwc(s))
+            if self.templates:
+                out += (z_exp.to(out.dtype) @ self.expression_offsets).view(out.shape)
+            return out.permute(0, 3, 1, 2).contiguous()

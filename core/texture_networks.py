@@ -1,6 +1,7 @@
 """The texture networks of 3DFaceCAM (section 3.2): a conditional progressive GAN (Karras et al. 2018).
 
-TextureGenerator(z_id, z_exp, z_noise) -> an RGB offset from the template crop, grown from start_resolution by
+TextureGenerator(z_id, z_exp, z_noise) -> an RGB offset from the template crop (with expression_templates, plus the
+z_exp-weighted expression offsets measured from the data), grown from start_resolution by
 doubling up to max_resolution; a new block fades in (alpha 0 -> 1) over the old output upsampled. Pixel norm after
 every convolution, equalised learning rate (weights drawn N(0, 1), scaled by He's constant at run time), LeakyReLU
 0.2. TextureDiscriminator mirrors it (seeing each image as its mean colour and the detail around it), with a
@@ -32,6 +33,11 @@ class TextureNetConfig:
     # linear (intensity still scales it)
     id_gain: float = 1.0
     exp_gain: float = 1.0
+    # add a fixed offset image per expression (or action unit), weighted by z_exp, to the generator's output: the
+    # training set's mean change of an identity's texture under that expression, measured like the template
+    # texture. Not in the paper (false in its config): the quick config's GAN does not learn the expressions'
+    # traces within its CPU budget. Linear in z_exp, so intensity, extrapolation and mixing act on it as on the shape
+    expression_templates: bool = False
     start_resolution: int = 16
     max_resolution: int = 512
     # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
@@ -134,6 +140,18 @@ class TextureGenerator(nn.Module):
         self.to_rgb = nn.ModuleList(EqualConv2d(ch, 3, 1, gain=1.0) for ch in c)
         for rgb in self.to_rgb:  # start as the template itself (offset 0): random offsets cost ~2x its L1 error
             nn.init.zeros_(rgb.weight)
+        if cfg.expression_templates:  # measured from the data by train.texture, saved with the weights
+            r = cfg.max_resolution
+            self.register_buffer("expression_offsets", torch.zeros(cfg.num_expressions, 3, r, r))
+
+    def expression_offset(self, z_exp: torch.Tensor, resolution: int) -> torch.Tensor | None:
+        """(B, 3, R, R): the expression templates weighted by z_exp, at `resolution`; None without templates."""
+        if not self.cfg.expression_templates:
+            return None
+        offsets = self.expression_offsets
+        if resolution != offsets.shape[-1]:
+            offsets = F.avg_pool2d(offsets, offsets.shape[-1] // resolution)
+        return torch.einsum("be,ecyx->bcyx", z_exp.to(offsets.dtype), offsets)
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
                 resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
@@ -150,7 +168,8 @@ class TextureGenerator(nn.Module):
         if alpha < 1.0 and level > 0:
             old = F.interpolate(self.to_rgb[level - 1](previous), scale_factor=2, mode="nearest")
             rgb = old + alpha * (rgb - old)
-        return rgb
+        templates = self.expression_offset(z_exp, rgb.shape[-1])
+        return rgb if templates is None else rgb + templates
 
 
 class _DiscriminatorBlock(nn.Module):

@@ -61,6 +61,23 @@ def test_mixed_expressions_nchw_layout_and_lower_resolutions():
             assert_same(fast, g(z_id, exp, noise, resolution=r))
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_expression_templates_are_added_by_the_fast_path_too(channels_last):
+    torch.manual_seed(3)
+    g = TextureGenerator(TextureNetConfig(num_identities=32, num_expressions=20, z_id_dim=20, z_noise_dim=256,
+                                          expression_templates=True, **QUICK)).eval()
+    with torch.no_grad():
+        g.expression_offsets.normal_(0, 0.3)
+        for rgb in g.to_rgb:
+            rgb.weight.normal_()
+    z_id, _, noise = latents(3)
+    exp = torch.rand(3, 20) * 1.7  # a mix, past intensity 1
+    with torch.no_grad():
+        for r in (8, 64):
+            fast = FastTextureGenerator.from_generator(g, resolution=r, channels_last=channels_last)
+            assert_same(fast(z_id, exp, noise), g(z_id, exp, noise, resolution=r))
+
+
 def test_upsample_conv_weight_is_conv_of_nearest_upsampling():
     torch.manual_seed(3)
     conv = EqualConv2d(5, 7, 3)

@@ -1,5 +1,10 @@
-"""The progressive texture GAN: growth and fade-in, WGAN-GP with class heads, shared z_id, resume after a kill."""
+"""The progressive texture GAN: growth and fade-in, WGAN-GP with class heads, shared z_id, resume after a kill,
+data parallel with torchrun."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +144,27 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny, tmp_path, monkeypatc
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_data_parallel_with_torchrun_on_cpu(tiny, tmp_path):
+    """Two CPU ranks (gloo): every phase runs, each rank takes half the batches, the ranks end with the same weights
+    (the trainer all-gathers checksums and fails otherwise) and rank 0 exports a model that loads."""
+    from conftest import tiny_config_dict
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_config_dict()))
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    out = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "train", "texture", "--config", str(tmp_path / "tiny.json"), "--out", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = log_rows(out)
+    assert [(int(r["resolution"]), r["phase"]) for r in log] == [(8, "stable"), (16, "fade"), (16, "stable")]
+    g, template = load_texture_generator(out)
+    z = identity_codes(g.cfg.num_identities, g.cfg.z_id_dim, "gaussian", 0)
+    with torch.no_grad():
+        images = template + g(z[:2], torch.eye(g.cfg.num_expressions)[:2], torch.randn(2, g.cfg.z_noise_dim))
+    assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
+
+
 def test_a_set_without_textures_is_refused_with_the_fix(tiny, tmp_path):
     cfg, stored = tiny
     stored.textures, saved = None, stored.textures
@@ -156,6 +182,76 @@ def test_intensity_reaches_the_generator_unnormalised():
     n = cfg.z_id_dim
     torch.testing.assert_close(b[:, n:n + cfg.num_expressions], 2.5 * cfg.exp_gain * z_exp)
     torch.testing.assert_close(a[:, n + cfg.num_expressions:], b[:, n + cfg.num_expressions:])  # the noise part
+
+
+def test_expression_templates_add_linearly_in_z_exp():
+    cfg = small_cfg(expression_templates=True)
+    g = TextureGenerator(cfg)
+    with torch.no_grad():
+        g.expression_offsets.normal_()
+        g.to_rgb[-1].weight.normal_()
+    z_id, z_exp, z_noise = codes(cfg)
+    with torch.no_grad():
+        plain = TextureGenerator(small_cfg())
+        plain.load_state_dict({k: v for k, v in g.state_dict().items() if k != "expression_offsets"})
+        for r in (8, 32):
+            added = g(z_id, z_exp, z_noise, r) - plain(z_id, z_exp, z_noise, r)
+            pooled = F.avg_pool2d(g.expression_offsets, 32 // r)
+            torch.testing.assert_close(added, torch.einsum("be,ecyx->bcyx", z_exp, pooled))
+        twice = g(z_id, 2 * z_exp, z_noise) - plain(z_id, 2 * z_exp, z_noise)
+        torch.testing.assert_close(twice, 2 * torch.einsum("be,ecyx->bcyx", z_exp, g.expression_offsets))
+    assert "expression_offsets" in g.state_dict() and "expression_offsets" not in plain.state_dict()
+
+
+def _images_with_known_offsets(n_ids: int, z: torch.Tensor, offsets: torch.Tensor, seed: int = 0):
+    """uint8 crops (n_ids * len(z), R, R, 3): each identity's own base plus z @ offsets, in whole uint8 steps."""
+    g = torch.Generator().manual_seed(seed)
+    r = offsets.shape[1]  # offsets are (E, R, R, 3)
+    base = torch.randint(60, 190, (n_ids, r, r, 3), generator=g)
+    change = torch.einsum("ke,eyxc->kyxc", z, offsets)
+    images = (base[:, None] + change[None]).round().clamp(0, 255).to(torch.uint8)
+    return images.reshape(-1, r, r, 3).numpy()
+
+
+def test_measured_expression_offsets_are_the_mean_change_from_neutral():
+    from train.texture import measure_expression_offsets
+    g = torch.Generator().manual_seed(1)
+    offsets = torch.randint(-20, 21, (4, 8, 8, 3), generator=g).float()
+    offsets[2] = 0  # class 2 is the neutral one
+    images = _images_with_known_offsets(5, torch.eye(4), offsets)
+    ids, classes = torch.arange(5).repeat_interleave(4), torch.arange(4).repeat(5)
+    measured = measure_expression_offsets(images, ids, classes, 4, 8, neutral=2)
+    torch.testing.assert_close(measured, offsets.permute(0, 3, 1, 2) / 127.5)  # in [-1, 1] units
+    half = measure_expression_offsets(images, ids, classes, 4, 4, neutral=2)  # at a lower resolution: pooled
+    torch.testing.assert_close(half, F.avg_pool2d(offsets.permute(0, 3, 1, 2) / 127.5, 2))
+    with pytest.raises(ValueError, match="neutral"):
+        measure_expression_offsets(images, ids, classes, 4, 8, neutral=None)
+
+
+def test_measured_action_unit_offsets_are_a_least_squares_fit():
+    from train.texture import measure_expression_offsets
+    g = torch.Generator().manual_seed(2)
+    offsets = torch.randint(-30, 31, (3, 8, 8, 3), generator=g).float()
+    z = torch.rand(6, 3, generator=g)  # six frames per identity, three AU intensities each
+    images = _images_with_known_offsets(4, z, offsets)
+    ids, targets = torch.arange(4).repeat_interleave(6), z.repeat(4, 1)
+    measured = measure_expression_offsets(images, ids, targets, 3, 8, neutral=None)
+    # rounding to uint8 is the only error: within a few uint8 steps per unit of AU intensity
+    assert float((measured - offsets.permute(0, 3, 1, 2) / 127.5).abs().max()) < 0.06
+
+
+def test_training_measures_the_templates_and_exports_them(tiny, tmp_path):
+    from train.texture import measure_expression_offsets, training_textures
+    cfg, stored = tiny
+    cfg = {**cfg, "texture": {**cfg["texture"], "network": {**cfg["texture"]["network"],
+                                                            "expression_templates": True}}}
+    run = train_texture(cfg, stored, tmp_path / "tex", progress=False)
+    g, _ = load_texture_generator(run)
+    images, ids, classes = training_textures(stored)
+    expected = measure_expression_offsets(images, ids, classes, g.cfg.num_expressions, 16,
+                                          neutral=list(stored.expression_names).index("1_neutral"))
+    torch.testing.assert_close(g.expression_offsets, expected)
+    assert g.expression_offsets.abs().max() > 0.01 and g.expression_offsets[0].abs().max() == 0
 
 
 def test_critic_input_is_the_image_split_into_tone_and_detail():

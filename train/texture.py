@@ -9,6 +9,8 @@ Karras et al.'s drift term, plus identity and expression terms: the critic's cla
 the generator is scored by them on its own. z_id is the shape cGAN's code of each training identity (the same
 function and seed, so a face's mesh and texture come from one code), z_exp the expression's one-hot vector (or a
 frame's action-unit intensities / 5), z_noise 256-d.
+With network.expression_templates (not in the paper) the generator adds, weighted by z_exp, each expression's mean
+change of a training identity's texture (measured once before training, saved with the weights).
 
 Data parallel: every rank takes an equal shard of each epoch and the gradients are averaged by an all-reduce after
 each backward. Not DistributedDataParallel: the gradient penalty differentiates the critic twice, which DDP's
@@ -122,6 +124,42 @@ def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
     return cfg
 
 
+@torch.no_grad()
+def measure_expression_offsets(images, id_labels: torch.Tensor, exp_targets: torch.Tensor, num_expressions: int,
+                               resolution: int, neutral: int | None) -> torch.Tensor:
+    """The expression templates (E, 3, R, R): how an identity's texture changes, on average over the training
+    identities, per unit of each z_exp entry. Classes: the mean difference from the same identity's neutral
+    (so a neutral face and intensity 0 get no offset). Action units: least squares with an intercept per identity.
+    Streams one identity at a time, so a paper-size set never sits in memory whole."""
+    au = exp_targets.dtype.is_floating_point
+    if not au and neutral is None:
+        raise ValueError("texture.network.expression_templates needs a neutral expression class to measure the "
+                         "other expressions against; this set names none")
+    d = 3 * resolution * resolution
+    gram, cross = torch.zeros(num_expressions, num_expressions, dtype=torch.float64), torch.zeros(
+        num_expressions, d, dtype=torch.float64)
+    for identity in torch.unique(id_labels):
+        rows = torch.nonzero(id_labels == identity)[:, 0]
+        x = downsample(to_unit_range(images[rows.numpy()]), resolution).flatten(1).double()
+        if au:
+            z = exp_targets[rows].double()
+            z, x = z - z.mean(0), x - x.mean(0)
+        else:
+            classes = exp_targets[rows]
+            if not (classes == neutral).any():
+                continue
+            x = x - x[classes == neutral].mean(0)
+            z = F.one_hot(classes, num_expressions).double()
+        gram += z.T @ z
+        cross += z.T @ x
+    if au:
+        offsets = torch.linalg.lstsq(gram, cross).solution
+    else:  # one-hot rows: the normal equations are diagonal, each row a mean difference
+        offsets = cross / gram.diagonal().clamp_min(1)[:, None]
+        offsets[neutral] = 0
+    return offsets.float().view(num_expressions, 3, resolution, resolution)
+
+
 def gradient_penalty(score, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP's penalty on score (images -> (B,) critic scores) at random points between real and fake."""
     eps = torch.rand(len(real), 1, 1, 1, device=real.device)
@@ -185,6 +223,21 @@ def _average_gradients(module: torch.nn.Module, world_size: int) -> None:
 
 
 @torch.no_grad()
+def check_ranks_agree(modules: dict[str, torch.nn.Module], world_size: int) -> None:
+    """Every rank must hold the same weights after data-parallel training (the gradients were averaged, the
+    optimisers saw the same steps); a rank that drifted would make the saved model one rank's private result."""
+    for name, module in modules.items():
+        mine = torch.cat([p.detach().double().flatten() for p in module.parameters()])
+        checksum = torch.stack([mine.sum(), mine.abs().sum(), (mine * torch.arange(len(mine), dtype=mine.dtype,
+                                                                                   device=mine.device)).sum()])
+        every = [torch.zeros_like(checksum) for _ in range(world_size)]
+        dist.all_gather(every, checksum)
+        if any(not torch.equal(every[0], other) for other in every[1:]):
+            raise RuntimeError(f"data-parallel texture training: the ranks' {name} weights differ after training "
+                               f"({[c.tolist() for c in every]}); the gradients were not averaged identically")
+
+
+@torch.no_grad()
 def _update_ema(ema: TextureGenerator, g: TextureGenerator, beta: float) -> None:
     for pe, p in zip(ema.parameters(), g.parameters()):
         pe.lerp_(p, 1 - beta)
@@ -224,6 +277,12 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
     z_ids = identity_codes(net_cfg.num_identities, net_cfg.z_id_dim, shape["cgan"].z_id, shape["cgan"].seed)
     template = to_unit_range(stored.template_texture("crop"))[None]
     g, d, g_ema = TextureGenerator(net_cfg), TextureDiscriminator(net_cfg), TextureGenerator(net_cfg)
+    if net_cfg.expression_templates:
+        names = list(getattr(stored, "expression_names", []))
+        neutral = next((i for i, name in enumerate(names) if "neutral" in name), None)
+        g.expression_offsets.copy_(measure_expression_offsets(images, id_labels, exp_targets,
+                                                              net_cfg.num_expressions, net_cfg.max_resolution,
+                                                              neutral))
     g_ema.load_state_dict(g.state_dict())
     for m in (g, d, g_ema):
         m.to(dev)
@@ -292,6 +351,8 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
                 write_sample_grid(g_ema, templates[resolution], grid_codes, resolution,
                                   run.path / "samples" / f"{resolution:03d}_{kind}.png")
             bar.set_postfix(res=resolution, alpha=f"{alpha:.2f}", acc_exp_fake=f"{row.get('acc_exp_fake', 0):.2f}")
+    if place.active:
+        check_ranks_agree({"generator": g, "critic": d, "moving-average generator": g_ema}, place.world_size)
     if place.is_main:
         export_texture(g_ema.cpu(), d.cpu(), net_cfg, stored, run.path)
     shutdown_distributed()

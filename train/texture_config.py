@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from train.config import ConfigError, model_section, typed_section
 
-NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "start_resolution", "max_resolution", "channels")
+NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "expression_templates", "start_resolution", "max_resolution",
+                  "channels")
 
 
 @dataclass(frozen=True)
