@@ -135,20 +135,20 @@ class MeshDecoder(nn.Module):
         self.cfg = cfg
         self.coder = MeshCoder(cfg.num_vertices, cfg.code_dim)
         self.decoder = mlp([cfg.id_dim + cfg.exp_dim, *cfg.decoder, cfg.input_dim])
-        self._packed_last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._packed_last: tuple[str, torch.Tensor, torch.Tensor] | None = None  # (layout, weight, bias)
 
     def prepare_for_inference(self, batch_hint: int = PACKED_BATCH_HINT) -> "MeshDecoder":
         """Pack the last layer's weight for oneDNN once (CPU, when available), laid out for batches of about
         `batch_hint` meshes. That layer (up to 26,719 x 3 outputs, 331 MB at paper size) dominates: packed for 10,
-        one mesh took 12 ms and a 10-mesh sweep 13 ms here; the plain oneDNN layout gave 10 and 21 ms, BLAS 19 and
-        45-71 ms. One packed copy only (a second layout would double the memory). Training never uses it."""
+        one mesh took 11-14 ms and a 10-mesh sweep 13-17 ms here; the generic oneDNN layout gave 10-14 and 21-32 ms,
+        BLAS 19 and 45-71 ms. One packed copy only (a second layout would double the memory). Training never uses it."""
         last = self.decoder[-1]
         self._packed_last = None
         if torch.backends.mkldnn.is_available() and last.weight.device.type == "cpu":
             weight, bias = last.weight.detach(), last.bias.detach()
             reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
             if reorder is not None and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
-                self._packed_last = ("batch", reorder(weight, batch_hint), bias.contiguous())
+                self._packed_last = ("batch", reorder(weight, batch_hint), bias.clone())  # snapshots, both
             else:  # older builds: the generic oneDNN layout
                 self._packed_last = ("generic", weight.to_mkldnn(), bias.to_mkldnn())
         return self.eval()

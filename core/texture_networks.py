@@ -44,6 +44,9 @@ class TextureNetConfig:
     channels: tuple[int, ...] = (256, 256, 256, 256, 128, 64, 64, 64)
 
     def __post_init__(self):
+        if not isinstance(self.expression_templates, bool):
+            raise ValueError(f"TextureNetConfig.expression_templates must be true or false, got "
+                             f"{self.expression_templates!r}")
         if self.expression_labels not in ("classes", "au_intensities"):
             raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
         for name in ("start_resolution", "max_resolution"):

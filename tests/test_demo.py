@@ -63,3 +63,21 @@ def test_demo_section_is_checked():
         demo_section({"name": "x", "demo": {"render_resolution": 64}})
     with pytest.raises(ValueError, match="render_resolution must be >= 16"):
         demo_section({"name": "x", "demo": {"render_resolution": 8, "render_samples": 1}})
+
+
+def test_a_run_older_than_its_config_is_set_aside_not_reused(tmp_path):
+    import os
+    from train.demo import set_aside_if_older_than_config
+    config = tmp_path / "c.json"
+    config.write_text("{}")
+    run = tmp_path / "texture"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "texture.safetensors").write_bytes(b"weights")
+    assert set_aside_if_older_than_config(run, str(config)) is None and run.is_dir()  # as new as the config: kept
+    os.utime(run / "config.json", (1_000_000_000, 1_000_000_000))  # started long before the config changed
+    aside = set_aside_if_older_than_config(run, str(config))
+    assert not run.exists() and aside.name.startswith("texture.before-")
+    assert (aside / "texture.safetensors").read_bytes() == b"weights"  # nothing lost
+    assert set_aside_if_older_than_config(run, str(config)) is None  # no run: nothing to do
+

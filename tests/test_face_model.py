@@ -302,16 +302,19 @@ def test_publish_uploads_the_folder_and_pins_the_commit_it_made(exported, tmp_pa
                                           manifest=loaded)
         np.testing.assert_array_equal(model.generate(2, 1).vertices, FaceModel(out).generate(2, 1).vertices)
 
-        # publishing again makes a new commit; the manifest pins the new one, the old pin stays intact elsewhere
+        # publishing again pins the commit that upload returns (this stand-in always makes a new one)
         again = _publish(out, "you/facecam-tiny", server.url, server.write_token, "--name", "facecam-tiny",
                          "--update-manifest", "--manifest", str(manifest))
         assert again.returncode == 0, again.stderr
         assert hub.load_manifest(manifest).models["facecam-tiny"].revision == repo.commit != entry.revision
 
+        server.stop()
+        down = _publish(out, "you/facecam-tiny", server.url, server.write_token)  # the hub unreachable
+        assert down.returncode == 2 and "the hub must be reachable" in down.stderr, down.stderr[-2000:]
+
         (out / "extra.pt").write_bytes(b"not weights")  # refused before anything is uploaded
-        commits = len(server.commits)
         stray = _publish(out, "you/facecam-tiny", server.url, server.write_token)
-        assert stray.returncode == 2 and "extra.pt" in stray.stderr and len(server.commits) == commits
+        assert stray.returncode == 2 and "extra.pt" in stray.stderr and "uploading" not in stray.stderr
 
 
 def test_publish_without_a_model_folder_or_network_is_a_clear_error(tmp_path):

@@ -207,9 +207,10 @@ def _images_with_known_offsets(n_ids: int, z: torch.Tensor, offsets: torch.Tenso
     """uint8 crops (n_ids * len(z), R, R, 3): each identity's own base plus z @ offsets, in whole uint8 steps."""
     g = torch.Generator().manual_seed(seed)
     r = offsets.shape[1]  # offsets are (E, R, R, 3)
-    base = torch.randint(60, 190, (n_ids, r, r, 3), generator=g)
-    change = torch.einsum("ke,eyxc->kyxc", z, offsets)
-    images = (base[:, None] + change[None]).round().clamp(0, 255).to(torch.uint8)
+    base = torch.randint(100, 150, (n_ids, r, r, 3), generator=g)
+    z = z.expand(n_ids, *z.shape[-2:])  # (K, E) shared by every identity, or (n_ids, K, E)
+    change = torch.einsum("ike,eyxc->ikyxc", z, offsets)
+    images = (base[:, None] + change).round().clamp(0, 255).to(torch.uint8)
     return images.reshape(-1, r, r, 3).numpy()
 
 
@@ -231,11 +232,14 @@ def test_measured_expression_offsets_are_the_mean_change_from_neutral():
 def test_measured_action_unit_offsets_are_a_least_squares_fit():
     from train.texture import measure_expression_offsets
     g = torch.Generator().manual_seed(2)
-    offsets = torch.randint(-30, 31, (3, 8, 8, 3), generator=g).float()
-    z = torch.rand(6, 3, generator=g)  # six frames per identity, three AU intensities each
+    offsets = torch.randint(-8, 9, (3, 8, 8, 3), generator=g).float()
+    # six frames per identity, three AU intensities each, drawn per identity and higher for the later (darker,
+    # see the base below) identities, so one intercept for all identities would fit them badly
+    z = torch.rand(4, 6, 3, generator=g) + 0.5 * torch.arange(4.0)[:, None, None]
     images = _images_with_known_offsets(4, z, offsets)
-    ids, targets = torch.arange(4).repeat_interleave(6), z.repeat(4, 1)
-    measured = measure_expression_offsets(images, ids, targets, 3, 8, neutral=None)
+    images = np.clip(images.astype(int) - 10 * np.repeat(np.arange(4), 6)[:, None, None, None], 0, 255).astype(np.uint8)
+    ids, targets = torch.arange(4).repeat_interleave(6), z.reshape(-1, 3)
+    measured = measure_expression_offsets(images, ids, targets, 3, 8, neutral=None, chunk=4)  # chunks split identities
     # rounding to uint8 is the only error: within a few uint8 steps per unit of AU intensity
     assert float((measured - offsets.permute(0, 3, 1, 2) / 127.5).abs().max()) < 0.06
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
-from train.config import data_config, load_config, typed_section
+from train.config import config_path, data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
@@ -47,10 +47,24 @@ def _fresh(result: Path, inputs) -> bool:
     return result.is_file() and result.stat().st_mtime >= _newest(inputs)
 
 
+def set_aside_if_older_than_config(run: Path, config: str) -> Path | None:
+    """A run started before its config file last changed may have been trained with other settings: move it to
+    RUN.before-TIME (kept, not deleted) so the step trains afresh; returns where it went."""
+    started = run / "config.json"
+    if not started.is_file() or started.stat().st_mtime >= config_path(config).stat().st_mtime:
+        return None
+    aside = run.with_name(f"{run.name}.before-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started.stat().st_mtime))}")
+    run.rename(aside)
+    print(f"{run} predates {config_path(config)}: moved to {aside}; training afresh", flush=True)
+    return aside
+
+
 def _train(config: str, args: list[str], run: Path, finished: str) -> str:
-    """Run `python -m train ARGS` unless run/finished exists; resume a run that has a checkpoint."""
+    """Run `python -m train ARGS` unless run/finished exists; resume a run that has a checkpoint. A run older than
+    the config file is set aside first."""
     from train.__main__ import main as train_main
 
+    set_aside_if_older_than_config(run, config)
     if (run / finished).is_file():
         return "reused"
     resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []

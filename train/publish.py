@@ -10,6 +10,7 @@ weights_manifest.json (atomically; the status note goes once a model is listed).
 """
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def main(args) -> int:
     if not (folder / "config.json").is_file() or not (folder / "README.md").is_file():
         raise FileNotFoundError(f"{folder}: not an exported model folder (config.json and README.md); run "
                                 f"`python -m train export` first")
+    import httpx2
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -58,9 +60,10 @@ def main(args) -> int:
     api = HfApi()
     try:
         api.create_repo(args.repo_id, exist_ok=True)
-        commit = api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, allow_patterns=list(files),
+        commit = api.upload_folder(folder_path=str(folder), repo_id=args.repo_id,
+                                   allow_patterns=[glob.escape(name) for name in files],  # names, not patterns
                                    commit_message=f"facecam: {json.loads((folder / 'config.json').read_text())['name']}")
-    except (HfHubHTTPError, OSError, ValueError) as e:
+    except (HfHubHTTPError, httpx2.HTTPError, OSError, ValueError) as e:  # httpx2: hub unreachable
         raise ValueError(f"uploading {folder} to {args.repo_id} failed: {e} (log in with `hf auth login` or set "
                          f"HF_TOKEN; the hub must be reachable)") from None
     if folder_files(folder) != files:

@@ -38,11 +38,14 @@ from tqdm import tqdm
 from core.atomic import atomic_path, write_png_atomic, write_safetensors_atomic, write_text_atomic
 from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig
 from train.cgan import identity_codes
-from train.data.expressions import AU_MAX_INTENSITY
+from train.data.expressions import AU_MAX_INTENSITY, FACESCAPE_EXPRESSIONS
 from train.losses import expression_loss
 from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 from train.texture_config import texture_section
+
+
+NEUTRAL_EXPRESSION = FACESCAPE_EXPRESSIONS[0]  # "1_neutral", as FaceScape names it
 
 
 def training_textures(stored) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
@@ -126,32 +129,39 @@ def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
 
 @torch.no_grad()
 def measure_expression_offsets(images, id_labels: torch.Tensor, exp_targets: torch.Tensor, num_expressions: int,
-                               resolution: int, neutral: int | None) -> torch.Tensor:
+                               resolution: int, neutral: int | None, chunk: int = 64) -> torch.Tensor:
     """The expression templates (E, 3, R, R): how an identity's texture changes, on average over the training
     identities, per unit of each z_exp entry. Classes: the mean difference from the same identity's neutral
-    (so a neutral face and intensity 0 get no offset). Action units: least squares with an intercept per identity.
-    Streams one identity at a time, so a paper-size set never sits in memory whole."""
+    (so a neutral face and intensity 0 get no offset). Action units: least squares with an intercept per identity
+    (centring z per identity is enough: centred z is orthogonal to the identity's mean texture). Reads `chunk`
+    images at a time, so neither a paper-size set nor one identity's frames sit in memory whole."""
     au = exp_targets.dtype.is_floating_point
     if not au and neutral is None:
         raise ValueError("texture.network.expression_templates needs a neutral expression class to measure the "
-                         "other expressions against; this set names none")
+                         "other expressions against")
     d = 3 * resolution * resolution
-    gram, cross = torch.zeros(num_expressions, num_expressions, dtype=torch.float64), torch.zeros(
-        num_expressions, d, dtype=torch.float64)
+    gram = torch.zeros(num_expressions, num_expressions, dtype=torch.float64)
+    cross = torch.zeros(num_expressions, d, dtype=torch.float64)
+
+    def read(rows: torch.Tensor) -> torch.Tensor:
+        return downsample(to_unit_range(images[rows.numpy()]), resolution).flatten(1).double()
+
     for identity in torch.unique(id_labels):
         rows = torch.nonzero(id_labels == identity)[:, 0]
-        x = downsample(to_unit_range(images[rows.numpy()]), resolution).flatten(1).double()
         if au:
             z = exp_targets[rows].double()
-            z, x = z - z.mean(0), x - x.mean(0)
+            z = z - z.mean(0)
+            reference = None
         else:
             classes = exp_targets[rows]
             if not (classes == neutral).any():
                 continue
-            x = x - x[classes == neutral].mean(0)
+            reference = read(rows[classes == neutral]).mean(0)
             z = F.one_hot(classes, num_expressions).double()
         gram += z.T @ z
-        cross += z.T @ x
+        for start in range(0, len(rows), chunk):
+            x = read(rows[start:start + chunk])
+            cross += z[start:start + chunk].T @ (x if reference is None else x - reference)
     if au:
         offsets = torch.linalg.lstsq(gram, cross).solution
     else:  # one-hot rows: the normal equations are diagonal, each row a mean difference
@@ -278,8 +288,11 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
     template = to_unit_range(stored.template_texture("crop"))[None]
     g, d, g_ema = TextureGenerator(net_cfg), TextureDiscriminator(net_cfg), TextureGenerator(net_cfg)
     if net_cfg.expression_templates:
-        names = list(getattr(stored, "expression_names", []))
-        neutral = next((i for i, name in enumerate(names) if "neutral" in name), None)
+        names = [] if au else list(stored.expression_names)
+        neutral = names.index(NEUTRAL_EXPRESSION) if NEUTRAL_EXPRESSION in names else None
+        if not au and neutral is None:
+            raise ValueError(f"{stored.path}: texture.network.expression_templates measures every expression against "
+                             f"{NEUTRAL_EXPRESSION!r}, which this set lacks (its expressions: {names})")
         g.expression_offsets.copy_(measure_expression_offsets(images, id_labels, exp_targets,
                                                               net_cfg.num_expressions, net_cfg.max_resolution,
                                                               neutral))
