@@ -84,9 +84,7 @@ class FastTextureGenerator(nn.Module):
         self.num_blocks, self.c0 = len(blocks), cfg.channels[0]
         self.templates = cfg.expression_templates
         if self.templates:  # (E, R*R*3) in channels-last order, so the weighted sum is one matmul into the output
-            offsets = generator.expression_offsets.detach()
-            if self.resolution != offsets.shape[-1]:
-                offsets = F.avg_pool2d(offsets, offsets.shape[-1] // self.resolution)
+            offsets = generator.expression_templates_at(self.resolution).detach()
             self.register_buffer("expression_offsets", offsets.permute(0, 2, 3, 1).reshape(len(offsets), -1).clone())
 
     @classmethod

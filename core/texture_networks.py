@@ -147,13 +147,18 @@ class TextureGenerator(nn.Module):
             r = cfg.max_resolution
             self.register_buffer("expression_offsets", torch.zeros(cfg.num_expressions, 3, r, r))
 
+    def expression_templates_at(self, resolution: int) -> torch.Tensor:
+        """(E, 3, R, R): the expression templates average-pooled to `resolution`."""
+        offsets = self.expression_offsets
+        if resolution != offsets.shape[-1]:
+            offsets = F.avg_pool2d(offsets, offsets.shape[-1] // resolution)
+        return offsets
+
     def expression_offset(self, z_exp: torch.Tensor, resolution: int) -> torch.Tensor | None:
         """(B, 3, R, R): the expression templates weighted by z_exp, at `resolution`; None without templates."""
         if not self.cfg.expression_templates:
             return None
-        offsets = self.expression_offsets
-        if resolution != offsets.shape[-1]:
-            offsets = F.avg_pool2d(offsets, offsets.shape[-1] // resolution)
+        offsets = self.expression_templates_at(resolution)
         return torch.einsum("be,ecyx->bcyx", z_exp.to(offsets.dtype), offsets)
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
