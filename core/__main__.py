@@ -21,6 +21,7 @@ from .face_model import Face, FaceModel
 from .gltf import write_glb
 from .hub import WeightsError
 from .obj_io import write_obj
+from .shape_control import INTENSITY_MODES
 
 MAX_INTENSITY = 10.0  # the paper's largest level; beyond it meshes are far outside anything trained
 
@@ -48,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="identity seed")
     gen.add_argument("--noise-seed", type=int, default=0)
     gen.add_argument("--expression", required=True, help="an expression name of the model (or its index)")
-    gen.add_argument("--intensity", type=float, default=1.0, help=f"z_exp scale, 0..{MAX_INTENSITY:g}; past 1 "
-                                                                   "extrapolates")
+    gen.add_argument("--intensity", type=float, default=1.0,
+                     help=f"0..{MAX_INTENSITY:g}: the displacement from the neutral face in units of the trained "
+                          "expression's (calibrated); past 1 extrapolates")
+    gen.add_argument("--intensity-mode", choices=INTENSITY_MODES, default="calibrated",
+                     help="calibrated (default), or the paper's z_exp scaling")
     gen.add_argument("--sweep", type=float, nargs="+", help="several intensities: one file each")
     gen.add_argument("--no-texture", action="store_true")
     gen.add_argument("--out", required=True, help="output .obj or .glb path")
@@ -67,6 +71,7 @@ def main(argv=None) -> int:
         if bad:
             raise ValueError(f"intensity {bad[0]:g} outside 0..{MAX_INTENSITY:g}")
         model = FaceModel.from_pretrained(args.model)
+        model.intensity_mode = args.intensity_mode
         expression = int(args.expression) if args.expression.isdigit() else args.expression
         out.parent.mkdir(parents=True, exist_ok=True)
         units = model.config.get("units", "cm")

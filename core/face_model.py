@@ -10,6 +10,11 @@ A model folder (written by `python -m train export`) holds:
   texture.safetensors    the texture generator (absent for a shape-only model)
   README.md              the model card (not needed to generate)
 
+Intensity (see core/shape_control.py): `intensity_mode` "calibrated" (the default) makes a face at intensity alpha the
+identity's neutral plus alpha times the expression's change at intensity 1, so the displacement follows alpha as
+the data's ground truth does and extrapolates past 1; "paper" scales z_exp as the paper does. Textures follow the
+same rule.
+
 Seeds: identity_seed draws z_id ~ N(0, I) (or, for a one-hot model, picks training identity number seed);
 noise_seed draws one z_noise vector; the shape uses its first shape.z_noise_dim entries and the texture all of it,
 so a face's mesh and texture share (z_id, z_exp, z_noise). Draws use torch's CPU generator, which gives the same
@@ -29,7 +34,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from . import hub
-from .shape_control import ShapeGenerator
+from .shape_control import INTENSITY_MODES, ShapeGenerator, blend_terms
 from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder, ShapeNetConfig
 from .texture_inference import FastTextureGenerator
 from .texture_networks import TextureGenerator, TextureNetConfig
@@ -68,6 +73,21 @@ def _load_tensors(path: Path, module: torch.nn.Module, prefix: str, tensors: dic
     module.load_state_dict({name: tensors[prefix + name] for name in expected})
 
 
+def _weighted_rows(outputs: torch.Tensor, picks: list[list[tuple[int, float]]]) -> torch.Tensor:
+    """One output per row of `picks` ((index into outputs, weight) pairs): the weighted sum in float64, in term
+    order (the same bits whatever the thread count); a single term of weight 1 passes through unchanged."""
+    out = []
+    for row in picks:
+        if len(row) == 1 and row[0][1] == 1.0:
+            out.append(outputs[row[0][0]])
+        else:
+            acc = torch.zeros(outputs.shape[1:], dtype=torch.float64)
+            for k, w in row:
+                acc += w * outputs[k].double()
+            out.append(acc.float())
+    return torch.stack(out)
+
+
 class FaceModel:
     def __init__(self, folder: str | os.PathLike, files: dict[str, Path] | None = None):
         """Load from a model folder (or from `files`, name -> path, as fetched from the hub)."""
@@ -101,7 +121,32 @@ class FaceModel:
             raise ModelFormatError(f"{config_path}: {len(self.expression_names)} expression names for "
                                    f"{self.shape_cfg.num_expressions} expressions in the shape config")
         self.au_model = self.shape_cfg.expression_labels == "au_intensities"
+        self._neutral = self._neutral_code()
+        self.intensity_mode = "calibrated"
         self._load(path)
+
+    @property
+    def intensity_mode(self) -> str:
+        return self._intensity_mode
+
+    @intensity_mode.setter
+    def intensity_mode(self, mode: str) -> None:
+        if mode not in INTENSITY_MODES:
+            raise ValueError(f"intensity_mode {mode!r}: expected one of {', '.join(INTENSITY_MODES)}")
+        self._intensity_mode = mode
+
+    def _neutral_code(self) -> torch.Tensor:
+        """z_exp of the neutral face: no action unit active, or the neutral expression's one-hot code (named in
+        config.json, else the expression whose name ends in 'neutral'; a model with none falls back to zeros,
+        the paper's intensity 0)."""
+        z = torch.zeros(self.shape_cfg.num_expressions)
+        if self.au_model:
+            return z
+        name = self.config.get("neutral_expression") or next(
+            (n for n in self.expression_names if n.lower().endswith("neutral")), None)
+        if name is not None:
+            z[self._expression_index(name)] = 1.0
+        return z
 
     def _load(self, path) -> None:
         cfg = self.shape_cfg
@@ -213,6 +258,15 @@ class FaceModel:
             z = z / 5.0  # the AU model was trained on intensities / 5
         return z * float(intensity)
 
+    def _terms(self, expression: str | int | dict, intensity: float) -> list[tuple[torch.Tensor, float]]:
+        """(z_exp, weight) pairs whose weighted meshes (and texture crops) add up to the face at `intensity`."""
+        if self.intensity_mode == "paper":
+            return [(self.expression_code(expression, intensity), 1.0)]
+        if self.au_model or not isinstance(expression, dict):  # one code: an expression, or an AU combination
+            return blend_terms(self._neutral, [(self.expression_code(expression, 1.0), 1.0)], intensity)
+        return blend_terms(self._neutral, [(self.expression_code(k, 1.0), float(w)) for k, w in expression.items()],
+                           intensity)
+
     def _expression_index(self, key: str | int) -> int:
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             if not 0 <= key < len(self.expression_names):
@@ -224,19 +278,6 @@ class FaceModel:
         return self.expression_names.index(key)
 
     # --- generation --------------------------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def generate_batch(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor, texture: bool = True,
-                       style_z_id: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(B, V, 3) vertices and (B, T, T, 3) textures (or None) for batches of codes."""
-        z_id, z_exp, z_noise = z_id.to(self.device), z_exp.to(self.device), z_noise.to(self.device)
-        style_z_id = None if style_z_id is None else style_z_id.to(self.device)
-        vertices = self.shape(z_id, z_exp, z_noise[:, :self.shape_cfg.z_noise_dim], style_z_id).cpu().numpy()
-        textures = None
-        if texture and self.texture is not None:
-            crops = self.texture(z_id, z_exp, z_noise[:, :self.texture_cfg.z_noise_dim])
-            textures = self._compose_textures(crops.cpu())
-        return vertices, textures
 
     def _compose_textures(self, offsets: torch.Tensor) -> np.ndarray:
         """Crop offsets (B, 3, R, R) in [-1, 1] units, added to the template over the crop window of the tile; the
@@ -254,9 +295,41 @@ class FaceModel:
         out[:, :, top:bottom, left:right] = tile[:, top:bottom, left:right] + resized
         return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
+    @torch.inference_mode()
+    def _render(self, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list]], texture: bool,
+                shape: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """One face per row (z_id, z_noise, style z_id or None, [(z_exp, weight), ...]): the distinct terms of all
+        rows generated in one batch (a sweep's rows share two: the neutral and the expression, so a sweep costs two
+        meshes and gives the single faces' bits), then each row's terms added with their weights. Meshes unless
+        shape is False, textures when asked for and the model has them."""
+        terms: dict[bytes, int] = {}
+        codes, picks = [], []
+        for z_id, z_noise, style, parts in rows:
+            style = z_id if style is None else style
+            row = []
+            for z_exp, w in parts:
+                key = b"".join(t.numpy().tobytes() for t in (z_id, z_noise, style, z_exp))
+                if key not in terms:
+                    terms[key] = len(codes)
+                    codes.append((z_id, z_noise, style, z_exp))
+                row.append((terms[key], w))
+            picks.append(row)
+        z_id, z_noise, style, z_exp = (torch.stack(c).to(self.device) for c in zip(*codes))
+        vertices = textures = None
+        if shape:
+            meshes = self.shape(z_id, z_exp, z_noise[:, :self.shape_cfg.z_noise_dim], style).cpu()
+            vertices = _weighted_rows(meshes, picks).numpy()
+        if texture and self.texture is not None:
+            crops = self.texture(z_id, z_exp, z_noise[:, :self.texture_cfg.z_noise_dim]).cpu()
+            textures = self._compose_textures(_weighted_rows(crops, picks))
+        return vertices, textures
+
     def generate(self, identity_seed: int, expression: str | int | dict, intensity: float = 1.0,
                  noise_seed: int = 0, texture: bool = True) -> Face:
         return self.sweep(identity_seed, expression, [intensity], noise_seed, texture)[0]
+
+    def _meta(self, **fields) -> dict:
+        return {"model": self.name, **fields, "intensity_mode": self.intensity_mode}
 
     def sweep(self, identity_seed: int, expression: str | int | dict, intensities, noise_seed: int = 0,
               texture: bool = True) -> list[Face]:
@@ -264,14 +337,12 @@ class FaceModel:
         intensities = [float(a) for a in intensities]
         if not intensities or not all(np.isfinite(intensities)):
             raise ValueError(f"intensities must be a non-empty list of finite numbers, got {intensities}")
-        z_exp = torch.stack([self.expression_code(expression, a) for a in intensities])
-        k = len(intensities)
-        z_id = self.identity_code(identity_seed).expand(k, -1)
-        z_noise = self.noise_code(noise_seed).expand(k, -1)
-        vertices, textures = self.generate_batch(z_id, z_exp, z_noise, texture)
+        z_id, z_noise = self.identity_code(identity_seed), self.noise_code(noise_seed)
+        vertices, textures = self._render([(z_id, z_noise, None, self._terms(expression, a)) for a in intensities],
+                                          texture)
         return [self._face(vertices[i], None if textures is None else textures[i],
-                           {"model": self.name, "identity_seed": int(identity_seed), "noise_seed": int(noise_seed),
-                            "expression": expression, "intensity": a}) for i, a in enumerate(intensities)]
+                           self._meta(identity_seed=int(identity_seed), noise_seed=int(noise_seed),
+                                      expression=expression, intensity=a)) for i, a in enumerate(intensities)]
 
     def expression_set(self, identity_seed: int, expressions, intensity: float = 1.0, noise_seed: int = 0,
                        texture: bool = True) -> list[Face]:
@@ -279,49 +350,45 @@ class FaceModel:
         expressions = list(expressions)
         if not expressions:
             raise ValueError("expressions must name at least one expression")
-        k = len(expressions)
-        z_exp = torch.stack([self.expression_code(e, intensity) for e in expressions])
-        vertices, textures = self.generate_batch(self.identity_code(identity_seed).expand(k, -1), z_exp,
-                                                 self.noise_code(noise_seed).expand(k, -1), texture)
+        z_id, z_noise = self.identity_code(identity_seed), self.noise_code(noise_seed)
+        vertices, textures = self._render([(z_id, z_noise, None, self._terms(e, intensity)) for e in expressions],
+                                          texture)
         return [self._face(vertices[i], None if textures is None else textures[i],
-                           {"model": self.name, "identity_seed": int(identity_seed), "noise_seed": int(noise_seed),
-                            "expression": e, "intensity": float(intensity)}) for i, e in enumerate(expressions)]
+                           self._meta(identity_seed=int(identity_seed), noise_seed=int(noise_seed), expression=e,
+                                      intensity=float(intensity))) for i, e in enumerate(expressions)]
 
     def interpolate_identities(self, seed_a: int, seed_b: int, weights, expression: str | int | dict,
                                intensity: float = 1.0, noise_seed: int = 0, texture: bool = True) -> list[Face]:
         """Faces along the straight line from identity seed_a's z_id (weight 0) to seed_b's (weight 1)."""
         t = torch.tensor([float(w) for w in weights])[:, None]
-        z_id = (1 - t) * self.identity_code(seed_a) + t * self.identity_code(seed_b)
-        k = len(t)
-        vertices, textures = self.generate_batch(z_id, self.expression_code(expression, intensity).expand(k, -1),
-                                                 self.noise_code(noise_seed).expand(k, -1), texture)
+        z_ids = (1 - t) * self.identity_code(seed_a) + t * self.identity_code(seed_b)
+        z_noise, terms = self.noise_code(noise_seed), self._terms(expression, intensity)
+        vertices, textures = self._render([(z, z_noise, None, terms) for z in z_ids], texture)
         return [self._face(vertices[i], None if textures is None else textures[i],
-                           {"model": self.name, "identity_seeds": [int(seed_a), int(seed_b)], "weight": float(w),
-                            "noise_seed": int(noise_seed), "expression": expression, "intensity": float(intensity)})
+                           self._meta(identity_seeds=[int(seed_a), int(seed_b)], weight=float(w),
+                                      noise_seed=int(noise_seed), expression=expression, intensity=float(intensity)))
                 for i, w in enumerate(t[:, 0].tolist())]
 
     def style_edit(self, identity_seed: int, style_seed: int, expression: str | int | dict, intensity: float = 1.0,
                    noise_seed: int = 0, texture: bool = True) -> Face:
         """identity_seed's face making the expression the way style_seed's identity makes it: the style's z_id
         drives G_exp only (the texture keeps identity_seed's z_id)."""
-        z_id = self.identity_code(identity_seed)[None]
-        vertices, textures = self.generate_batch(z_id, self.expression_code(expression, intensity)[None],
-                                                 self.noise_code(noise_seed)[None], texture,
-                                                 style_z_id=self.identity_code(style_seed)[None])
+        vertices, textures = self._render([(self.identity_code(identity_seed), self.noise_code(noise_seed),
+                                            self.identity_code(style_seed), self._terms(expression, intensity))],
+                                          texture)
         return self._face(vertices[0], None if textures is None else textures[0],
-                          {"model": self.name, "identity_seed": int(identity_seed), "style_seed": int(style_seed),
-                           "noise_seed": int(noise_seed), "expression": expression, "intensity": float(intensity)})
+                          self._meta(identity_seed=int(identity_seed), style_seed=int(style_seed),
+                                     noise_seed=int(noise_seed), expression=expression, intensity=float(intensity)))
 
-    @torch.inference_mode()
     def texture_image(self, identity_seed: int, expression: str | int | dict, intensity: float = 1.0,
                       noise_seed: int = 0) -> np.ndarray | None:
         """generate()'s texture alone, (T, T, 3) uint8 (None for a shape-only model): lets a caller show the mesh
         first and the texture when it is ready."""
         if self.texture is None:
             return None
-        codes = (self.identity_code(identity_seed)[None], self.expression_code(expression, intensity)[None],
-                 self.noise_code(noise_seed)[None, :self.texture_cfg.z_noise_dim])
-        return self._compose_textures(self.texture(*(c.to(self.device) for c in codes)).cpu())[0]
+        rows = [(self.identity_code(identity_seed), self.noise_code(noise_seed), None, self._terms(expression,
+                                                                                                   intensity))]
+        return self._render(rows, texture=True, shape=False)[1][0]
 
     def _face(self, vertices: np.ndarray, texture: np.ndarray | None, metadata: dict) -> Face:
         return Face(vertices.astype(np.float32), self.polygon_sizes, self.polygon_vertices, self.polygon_uv_indices,

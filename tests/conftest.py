@@ -28,10 +28,10 @@ def tiny_config_dict(**facescape) -> dict:
                         "exp_dim": 8, "z_id_dim": 8, "z_noise_dim": 4, "generator": [32], "discriminator": [32]},
             "sae": {"epochs": 80, "batch_size": 16, "lr": 0.003, "recon_weight": 1.0, "id_weight": 1.0, "exp_weight": 1.0, "seed": 0},
             "cgan": {"epochs": 60, "batch_size": 16, "lr_g": 0.002, "lr_d": 0.002, "seed": 0, "z_id": "gaussian",
-                     "lr_decay_fraction": 0.0}},
+                     "lr_decay_fraction": 0.0, "paired_weight": 1.0}},
         "texture": {
             "network": {"z_noise_dim": 16, "start_resolution": 8, "max_resolution": 16, "channels": [16, 16, 8]},
-            "train": {"epochs_per_phase": 1, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,
+            "train": {"epochs_per_phase": 1, "epoch_samples": 0, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,
                       "id_weight": 1.0, "exp_weight": 1.0, "ema_beta": 0.9, "projection": False, "recon_weight": 0.0, "recon_detail_weight": 0.0,
                       "seed": 0}}}
 

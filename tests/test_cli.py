@@ -32,6 +32,8 @@ def test_build_and_preview(tiny_config_path, tmp_path):
     assert sheet.width > 20 * 100 and np.asarray(sheet).std() > 10  # 20 expression columns, not blank
     assert (tmp_path / "outputs/tiny/preview/facescape_sweep.png").is_file()
     assert (tmp_path / "outputs/tiny/preview/bp4d_sheet.png").is_file()
+    transfer = Image.open(tmp_path / "outputs/tiny/preview/transfer_sheet.png")
+    assert transfer.width > 7 * 100 and np.asarray(transfer).std() > 10  # 7 expressions, transferred and added
 
 
 def test_bad_input_gives_clear_errors(tiny_config_path, tmp_path):
@@ -72,7 +74,9 @@ def test_linearity_report(tiny_config_path, tmp_path):
     out = run(["data", "linearity", "--config", str(tiny_config_path), "--identities", "12"], tmp_path).stdout
     report = tmp_path / "outputs/tiny/data/linearity.md"
     assert report.read_text().startswith("# How linear") and "| B. oracle" in out
-    assert json.loads(report.with_suffix(".json").read_text())["styled"]["transfer_residual_mm"] > 0.1
+    columns = json.loads(report.with_suffix(".json").read_text())
+    assert columns["deformation transfer"]["transfer_residual_mm"] > 0.1 and set(columns) == {
+        "deformation transfer", "added offsets", "linear"}
 
 
 def test_config_values_are_checked_with_the_file_named(tiny_config_path, tmp_path):

@@ -27,8 +27,20 @@ def test_evaluate_reports_every_section(tmp_path):
     # scaling z_exp moves generated meshes further from the training data
     assert r["generation"]["10.0"]["SP_mm"] > r["generation"]["1.0"]["SP_mm"]
     assert 0 <= r["control"]["expression_accuracy"] <= 1 and 0 <= r["control"]["identity_consistency"] <= 1
-    assert set(r["held_out_intensity_mm"]) == {"0.5", "1.0", "1.5", "2.0"}
-    assert r["held_out_intensity_mm"]["1.0"]["vertex_linear_mm"] < 1e-4  # alpha 1 of the true meshes is exact
+    for section in ("intensity_response", "held_out_intensity"):
+        s = r[section]
+        assert set(s["ground_truth"]) == {"0.5", "1.0", "1.5", "2.0", "3.0"}
+        assert s["ground_truth"]["1.0"]["linear_scaling_error_mm"] < 1e-4  # alpha 1 of the true meshes is exact
+        assert abs(s["ground_truth"]["1.0"]["ratio"] - 1) < 1e-6
+        # calibrated intensity is linear in alpha by construction: ratios are alpha
+        for a in ("0.5", "2.0", "3.0"):
+            assert abs(s["calibrated"][a]["ratio"] - float(a)) < 1e-3, (section, a)
+        # and the truth is near-linear: its ratio within 10% of alpha
+        assert abs(s["ground_truth"]["2.0"]["ratio"] - 2) < 0.2
+    i = r["identity_specific"]
+    assert i["model_offset_error_mm"] > 0 and i["mean_offset_error_mm"] > 0
+    assert abs(i["gap_closed"] - (1 - i["model_offset_error_mm"] / i["mean_offset_error_mm"])) < 1e-9
     text = (tmp_path / "eval/report.md").read_text()
-    assert "| SAE |" in text and "DIV-ID" in text and "tsne.png" in text
+    assert "| SAE |" in text and "DIV-ID" in text and "tsne.png" in text and "truth ratio" in text
+    assert "Identity-specific expression" in text
     assert Image.open(tmp_path / "eval/tsne.png").width >= 4 * 300  # SAE and AE, identity and expression

@@ -46,15 +46,41 @@ def test_generated_mesh_is_the_training_side_generator(exported):
     face = model.generate(identity_seed=7, expression="2_smile", intensity=1.3, noise_seed=3)
     gen, _, cfg = load_generator(sae, gan)
     z_id = torch.randn(cfg.z_id_dim, generator=torch.Generator().manual_seed(7))[None]
-    z_exp = torch.eye(cfg.num_expressions)[1][None] * 1.3
+    unit, neutral = torch.eye(cfg.num_expressions)[1][None], torch.eye(cfg.num_expressions)[0]
     noise = torch.randn(model.noise_code(3).shape[0], generator=torch.Generator().manual_seed(3))[None]
-    expected = gen(z_id, z_exp, noise[:, :cfg.z_noise_dim])[0].numpy()
+    expected = gen.calibrated(z_id, unit, noise[:, :cfg.z_noise_dim], neutral, 1.3)[0].numpy()
     np.testing.assert_allclose(face.vertices, expected, atol=1e-5)
+    model.intensity_mode = "paper"  # the paper's z_exp scaling, still there
+    paper = gen(z_id, unit * 1.3, noise[:, :cfg.z_noise_dim])[0].numpy()
+    np.testing.assert_allclose(model.generate(7, "2_smile", 1.3, 3).vertices, paper, atol=1e-5)
+    assert np.abs(paper - expected).max() > 1e-3
+    with pytest.raises(ValueError, match="intensity_mode 'linear': expected one of calibrated, paper"):
+        model.intensity_mode = "linear"
+    model.intensity_mode = "calibrated"
     assert face.vertices.shape == (stored.template.num_vertices, 3)
     assert (face.polygon_sizes == 4).sum() > 0 and len(face.polygon_sizes) == stored.template.num_polygons
     assert face.texture.shape == (*model.template_texture.shape[:2], 3) and face.texture.dtype == np.uint8
     assert face.metadata == {"model": "facecam-tiny", "identity_seed": 7, "noise_seed": 3, "expression": "2_smile",
-                             "intensity": 1.3}
+                             "intensity": 1.3, "intensity_mode": "calibrated"}
+
+
+def test_calibrated_intensity_scales_the_displacement_and_mixes_add(exported):
+    """Intensity 0 of any expression is the one neutral face; the displacement from it is proportional to the
+    intensity, past 1 too; a mix adds each expression's change with its weight; textures follow the same rule."""
+    model = FaceModel(exported[0])
+    levels = [0.0, 0.5, 1.0, 2.0, 3.0]
+    faces = model.sweep(3, "3_mouth_stretch", levels, noise_seed=1)
+    neutral = model.generate(3, "1_neutral", 1.0, noise_seed=1)
+    np.testing.assert_allclose(faces[0].vertices, neutral.vertices, atol=1e-5)
+    np.testing.assert_allclose(model.generate(3, "2_smile", 0.0, noise_seed=1).vertices, neutral.vertices, atol=1e-5)
+    moved = [np.linalg.norm(f.vertices - faces[0].vertices, axis=1).mean() for f in faces]
+    np.testing.assert_allclose(np.array(moved) / moved[2], levels, rtol=1e-4)
+    a, b = model.generate(3, "2_smile", 1.0, 1), model.generate(3, "19_brow_raiser", 1.0, 1)
+    mix = model.generate(3, {"2_smile": 0.5, "19_brow_raiser": 0.5}, 2.0, 1)
+    np.testing.assert_allclose(mix.vertices, a.vertices + b.vertices - neutral.vertices, atol=1e-5)
+    half = model.generate(3, "2_smile", 0.5, 1)
+    expected = (neutral.texture.astype(float) + a.texture) / 2
+    assert np.abs(half.texture - expected).mean() < 1.0  # uint8 rounding and the [-1, 1] clamp aside
 
 
 def test_texture_is_the_crop_over_the_template_with_the_tone_carried_outside(exported):

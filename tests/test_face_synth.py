@@ -74,7 +74,7 @@ def test_negative_intensity_is_refused(synth):
 def test_gain_depends_on_face_shape(ict):
     """The shape-dependent part of the style: with the random draws off, an identity's gain for an expression is
     1 + c * tanh(w_id . u_expr), so it follows the identity weights along that expression's direction."""
-    s = FaceSynthesizer(ict, StyleConfig(0.0, 0.3, 0.0, 0.0, 0.0, False, False), seed=0)
+    s = FaceSynthesizer(ict, StyleConfig(0.0, 0.3, 0.0, 0.0, 0.0, False, False, False), seed=0)
     gains, projections = [], []
     for i in range(30):
         ident = s.identity(i)
@@ -91,8 +91,8 @@ def test_gain_depends_on_face_shape(ict):
 
 
 def test_expression_offsets_scale_with_face_size(ict):
-    s = FaceSynthesizer(ict, StyleConfig(0.0, 0.0, 0.0, 0.0, 0.0, True, True), seed=0)
-    ref = FaceSynthesizer(ict, StyleConfig(0.0, 0.0, 0.0, 0.0, 0.0, False, True), seed=0)
+    s = FaceSynthesizer(ict, StyleConfig(0.0, 0.0, 0.0, 0.0, 0.0, True, True, False), seed=0)
+    ref = FaceSynthesizer(ict, StyleConfig(0.0, 0.0, 0.0, 0.0, 0.0, False, True, False), seed=0)
     big = max(range(20), key=lambda i: abs(s.identity(i).size_scale - 1))
     scale = s.identity(big).size_scale
     assert abs(scale - 1) > 0.05

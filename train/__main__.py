@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cgan", help="cGAN run folder (default: outputs/CONFIG/shape/cgan); e.g. one trained with one-hot "
                                    "z_id, to report Table 1 for both kinds")
     ev.add_argument("--out", help="report folder (default: outputs/CONFIG/eval)")
+    sds = sub.add_parser("seeds", help="train and evaluate the shape pipeline (SAE + cGAN) once per seed; bars as "
+                                       "worst / mean over the seeds")
+    sds.add_argument("--config", default="quick")
+    sds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     evt = sub.add_parser("evaluate-texture", help="measure the trained texture model (SWD, control, grid)")
     evt.add_argument("--config", default="quick")
     exp = sub.add_parser("export", help="write trained runs as a model folder (hub layout) that core.FaceModel loads")
@@ -68,6 +72,9 @@ def main(argv=None) -> int:
         if args.command == "evaluate-texture":
             from train.evaluate_texture import main as evaluate_texture_main
             return evaluate_texture_main(args)
+        if args.command == "seeds":
+            from train.seeds import main as seeds_main
+            return seeds_main(args)
         if args.command == "evaluate":
             from train.evaluate import main as evaluate_main
             return evaluate_main(args)

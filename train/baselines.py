@@ -33,9 +33,12 @@ class BilinearModel:
         x = x - self.mean
         self.id_rank, self.exp_rank = min(id_rank, n_id), min(exp_rank, n_exp)
         # HOSVD: leading left singular vectors of the identity and expression unfoldings (via small Gram matrices)
-        u_id = np.linalg.eigh(np.einsum("iek,jek->ij", x, x))[1][:, ::-1][:, :self.id_rank]
-        u_exp = np.linalg.eigh(np.einsum("iek,ifk->ef", x, x))[1][:, ::-1][:, :self.exp_rank]
-        core = np.einsum("iek,ia,eb->abk", x, u_id, u_exp).reshape(self.id_rank * self.exp_rank, -1)
+        by_id, by_exp = x.reshape(n_id, -1), x.transpose(1, 0, 2).reshape(n_exp, -1)
+        u_id = np.linalg.eigh(by_id @ by_id.T)[1][:, ::-1][:, :self.id_rank]
+        u_exp = np.linalg.eigh(by_exp @ by_exp.T)[1][:, ::-1][:, :self.exp_rank]
+        # two contractions, not one three-operand einsum (which loops over every index at once: hours at 200 ids)
+        core = np.einsum("aek,eb->abk", (u_id.T @ by_id).reshape(self.id_rank, n_exp, -1), u_exp).reshape(
+            self.id_rank * self.exp_rank, -1)
         # Every model mesh lies in the span of the core's rows: fit in that (R_id*R_exp)-d span, not in 3V.
         evals, evecs = np.linalg.eigh(core @ core.T)
         keep = evals > evals.max() * 1e-12

@@ -63,13 +63,23 @@ def discriminator_loss(gan: ShapeGAN, real, fake, id_labels, exp_labels) -> dict
     return {"d": loss, "acc_id_real": (id_real.argmax(1) == id_labels).float().mean(), "acc_exp_real": acc_exp}
 
 
-def generator_losses(gan: ShapeGAN, fake, id_labels, exp_labels) -> dict:
-    """G_id: L_s - L_id; G_exp: L_s - L_exp (as losses: the adversarial term plus its own head's CE)."""
+def generator_losses(gan: ShapeGAN, fake, id_labels, exp_labels, paired=None, paired_weight: float = 0.0) -> dict:
+    """G_id: L_s - L_id; G_exp: L_s - L_exp (as losses: the adversarial term plus its own head's CE). With
+    `paired` = ((G_id, G_exp) at zero noise, (target mu_id, target mu_exp)), each generator also gets
+    paired_weight x the L1 distance to its target in standardised units."""
     rf, id_logits, exp_logits = gan.d(*fake)
     adversarial = F.binary_cross_entropy_with_logits(rf, torch.ones_like(rf))
     exp_term, acc_exp = expression_loss(exp_logits, exp_labels)
-    return {"g_id": adversarial + F.cross_entropy(id_logits, id_labels), "g_exp": adversarial + exp_term,
-            "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp}
+    out = {"g_id": adversarial + F.cross_entropy(id_logits, id_labels), "g_exp": adversarial + exp_term,
+           "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp}
+    if paired is not None:
+        (gen_id, gen_exp), (target_id, target_exp) = paired
+        out["paired_id"] = (gan.d.id_scale.standardise(gen_id) - gan.d.id_scale.standardise(target_id)).abs().mean()
+        out["paired_exp"] = (gan.d.exp_scale.standardise(gen_exp)
+                             - gan.d.exp_scale.standardise(target_exp)).abs().mean()
+        out["g_id"] = out["g_id"] + paired_weight * out["paired_id"]
+        out["g_exp"] = out["g_exp"] + paired_weight * out["paired_exp"]
+    return out
 
 
 def learning_rate_factor(epoch: int, epochs: int, decay_fraction: float) -> float:
@@ -129,6 +139,9 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
     au = exp_labels.dtype.is_floating_point  # action-unit intensities / 5: z_exp is that vector itself
     exp_labels = exp_labels if au else exp_labels.long()
     z_ids_dev, eye_exp = z_ids.to(dev), torch.eye(net_cfg.num_expressions, device=dev)
+    # each identity's mean identity embedding: what G_id at zero noise is pulled onto (paired_weight > 0)
+    id_centroids = torch.zeros(n_ids, mu_id.shape[1], device=dev).index_add_(0, id_labels, mu_id) / torch.bincount(
+        id_labels, minlength=n_ids).clamp_min(1)[:, None]
     bar = tqdm(range(start, gcfg.epochs), desc="cGAN epochs", disable=not (progress and place.is_main),
                initial=start, total=gcfg.epochs)
     for epoch in bar:
@@ -149,7 +162,12 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
             opt_d.zero_grad(set_to_none=True)
             d_terms["d"].backward()
             opt_d.step()
-            g_terms = generator_losses(gan, generate(gan, z_id, z_exp, net_cfg.z_noise_dim), ids, exps)
+            paired = None
+            if gcfg.paired_weight > 0:
+                silent = torch.zeros(len(idx), net_cfg.z_noise_dim, device=dev)
+                paired = ((gan.g_id(z_id, silent), gan.g_exp(z_id, z_exp, silent)), (id_centroids[ids], mu_exp[idx]))
+            g_terms = generator_losses(gan, generate(gan, z_id, z_exp, net_cfg.z_noise_dim), ids, exps, paired,
+                                       gcfg.paired_weight)
             _step_generators(gan, g_terms, opt_g)
             for k, v in {**d_terms, **g_terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from train.config import config_path, data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
-from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet
+from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,8 @@ def run_demo(config: str = "quick") -> int:
             build_set(kind, cfg, set_dir(name, kind))  # reused when already built from this config
     _step(log, "synthetic sets", synthetic_sets)
     preview = root / "preview"
-    sheets = {p: preview / p for p in ("facescape_sheet.png", "facescape_sweep.png", "bp4d_sheet.png")}
+    sheets = {p: preview / p for p in ("facescape_sheet.png", "facescape_sweep.png", "transfer_sheet.png",
+                                       "bp4d_sheet.png")}
 
     def contact_sheets():
         if all(p.is_file() for p in sheets.values()):
@@ -119,6 +120,7 @@ def run_demo(config: str = "quick") -> int:
         facescape = SyntheticFaceScape(cfg)
         facescape_sheet(facescape, sheets["facescape_sheet.png"])
         sweep_sheet(facescape, sheets["facescape_sweep.png"])
+        transfer_sheet(facescape, sheets["transfer_sheet.png"])
         bp4d_sheet(SyntheticBP4D(cfg, facescape.ict), sheets["bp4d_sheet.png"])
     _step(log, "contact sheets", contact_sheets)
     _step(log, "SAE", lambda: _train(config, ["sae"], shape / "sae", "sae.safetensors"))

@@ -4,7 +4,10 @@ Writes outputs/CONFIG/eval/report.md (+ report.json, tsne.png). Sections:
   reconstruction  held-out (test) identities encoded and decoded: SAE, plain AE, PCA-130, bilinear (mm);
   generation      DIV, DIV-ID, DIV-EXP (normalised by the training data) and SP (mm) at intensity 1, 5, 10;
   control         expression accuracy and identity consistency of generated meshes under classifiers trained on
-                  real meshes; displacement against intensity; held-out intensity error against ground truth;
+                  real meshes; displacement against the paper's z_exp scaling;
+  intensity       the response to intensity against the data generator's ground truth, calibrated and paper-style,
+                  for training identities (cGAN) and held-out ones (SAE); identity-specific expression
+                  (train/evaluate_intensity.py);
   embeddings      t-SNE of identity and expression embeddings, SAE against AE (the paper's Fig. 3).
 """
 from __future__ import annotations
@@ -22,10 +25,11 @@ from core.shape_control import ShapeGenerator, expression_code
 from core.shape_networks import (EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, MeshCoder,
                                  ShapeNetConfig, SupervisedAutoEncoder)
 from train.baselines import BilinearModel, PCAModel
+from train.evaluate_intensity import held_out_intensity, identity_specific, intensity_response
+from train.evaluate_intensity import markdown as intensity_markdown
 from train.tsne import scatter_panel, tsne, write_panels
 
 INTENSITY_LEVELS = (1.0, 5.0, 10.0)
-HELD_OUT_INTENSITIES = (0.5, 1.0, 1.5, 2.0)
 GEN_SAMPLES = 200
 
 
@@ -196,28 +200,6 @@ def control(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int, classifier
             "curves_monotonic": all(bool(np.all(np.diff(v) > -1e-3)) for v in curve.values())}
 
 
-def held_out_intensity(stored, source, sae: SupervisedAutoEncoder) -> dict:
-    """Held-out identities: encode neutral and intensity-1 meshes, scale the expression embedding's offset by
-    alpha, decode, and compare with the generator's own ground truth at alpha. Beside it, the same scaling done
-    on the true vertices (neutral + alpha (expression - neutral)), which knows the meshes exactly: the SAE's
-    number at alpha = 1 is its reconstruction error, what grows beyond is the intensity error."""
-    out = {}
-    test = stored.splits["test"]
-    for alpha in HELD_OUT_INTENSITIES:
-        errs, linear = [], []
-        for i in test:
-            meshes = torch.from_numpy(np.array(stored.vertices[i]))
-            with torch.no_grad():
-                mu_id, mu_exp = sae.encode(meshes)
-                mu = mu_exp[:1] + alpha * (mu_exp[1:] - mu_exp[:1])
-                pred = sae.decode(mu_id[:1].repeat(len(mu), 1), mu)
-            truth = torch.from_numpy(source.meshes(int(i), alpha)[1:])
-            errs.append(float(vertex_errors_mm(pred, truth).mean()))
-            linear.append(float(vertex_errors_mm(meshes[:1] + alpha * (meshes[1:] - meshes[:1]), truth).mean()))
-        out[str(alpha)] = {"sae_mm": float(np.mean(errs)), "vertex_linear_mm": float(np.mean(linear))}
-    return out
-
-
 def embedding_plots(stored, sae, ae, path: Path) -> None:
     from train.sae import training_meshes
     meshes, id_labels, exp_labels = training_meshes(stored)
@@ -250,7 +232,10 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
         "control": control(gen, z_ids, gan_cfg.z_noise_dim, classifier, n_exp, real),
         "classifier_expression_accuracy_on_real_val": float(
             (val_exp == torch.arange(n_exp).repeat(len(val) // n_exp)).float().mean()),
-        "held_out_intensity_mm": held_out_intensity(stored, source, sae),
+        "intensity_response": intensity_response(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored,
+                                                 source),
+        "held_out_intensity": held_out_intensity(stored, source, sae, stored.expression_names),
+        "identity_specific": identity_specific(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     embedding_plots(stored, sae, ae, out_dir / "tsne.png")
@@ -276,16 +261,14 @@ def report_markdown(r: dict) -> str:
               f"{c['new_identity_consistency']:.3f} (new N(0, I) z_id: same nearest training identity)",
               f"- generated embeddings nearest their own class's centroid of real SAE embeddings: identity "
               f"{c['identity_embedding_centroid_accuracy']:.3f}, expression {c['expression_embedding_centroid_accuracy']:.3f}",
-              f"- displacement from neutral as z_exp is scaled by alpha, monotonic: {c['curves_monotonic']}",
+              f"- displacement from neutral as z_exp is scaled by alpha (the paper's intensity), monotonic: "
+              f"{c['curves_monotonic']}",
               "", "| alpha | " + " | ".join(f"exp {k}" for k in c["displacement_curve_mm"] if k != "alphas") + " |",
               "|---|" + "---|" * (len(c["displacement_curve_mm"]) - 1)]
     curve = c["displacement_curve_mm"]
     for i, a in enumerate(curve["alphas"]):
         lines.append(f"| {a:.2f} | " + " | ".join(f"{curve[k][i]:.2f}" for k in curve if k != "alphas") + " |")
-    lines += ["", "## Intensity on held-out identities against the generator's ground truth", "",
-              "SAE-encode neutral and intensity-1 meshes, scale the expression embedding's offset by alpha, decode.", "",
-              "| alpha | SAE mean mm | true vertices scaled linearly, mean mm |", "|---|---|---|"]
-    lines += [f"| {a} | {v['sae_mm']:.3f} | {v['vertex_linear_mm']:.3f} |" for a, v in r["held_out_intensity_mm"].items()]
+    lines += intensity_markdown(r)
     lines += ["", "## Embeddings", "", "![t-SNE of SAE and AE embeddings](tsne.png)", ""]
     return "\n".join(lines)
 

@@ -146,10 +146,13 @@ def open_run(out_dir: str | os.PathLike, snapshot: dict, resume: bool, device: s
     return run, state, place, dev
 
 
-def epoch_order(n: int, seed: int, epoch: int, place: Distributed) -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int, place: Distributed, limit: int = 0) -> torch.Tensor:
     """This rank's share of a permutation that depends only on (seed, epoch): a resumed run sees exactly the
-    batches an uninterrupted one would. Shards are equally long, so every rank takes the same number of steps."""
+    batches an uninterrupted one would. Shards are equally long, so every rank takes the same number of steps.
+    With `limit`, the epoch is the permutation's first `limit` samples (a fresh draw every epoch)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+    if limit:
+        order, n = order[:limit], min(n, limit)
     # Equal shards: a rank with one extra batch would wait forever in DDP's all-reduce. The few samples cut
     # differ every epoch.
     return order[: n - n % place.world_size][place.rank::place.world_size]

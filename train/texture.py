@@ -308,7 +308,7 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
         start = int(state["epoch"])
     schedule = phases(net_cfg)
     epochs = len(schedule) * tcfg.epochs_per_phase
-    n = len(images)
+    n = min(len(images), tcfg.epoch_samples) if tcfg.epoch_samples else len(images)
     steps_per_epoch = math.ceil((n - n % place.world_size) // place.world_size / tcfg.batch_size)
     templates = {r: downsample(template, r).to(dev) for r in net_cfg.stages}
     z_ids_dev, eye = z_ids.to(dev), torch.eye(net_cfg.num_expressions, device=dev)
@@ -320,7 +320,7 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
         resolution, kind = schedule[epoch // tcfg.epochs_per_phase]
         in_phase = epoch % tcfg.epochs_per_phase
         torch.manual_seed(tcfg.seed * 100003 + epoch + 70_000_001 + 1009 * place.rank)  # noise: same after a resume
-        order = epoch_order(n, tcfg.seed, epoch, place)
+        order = epoch_order(len(images), tcfg.seed, epoch, place, tcfg.epoch_samples)
         sums, steps = {}, 0
         for b in range(0, len(order), tcfg.batch_size):
             idx = order[b:b + tcfg.batch_size]

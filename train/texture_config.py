@@ -12,6 +12,8 @@ NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "expression_templates", 
 @dataclass(frozen=True)
 class TextureTrainConfig:
     epochs_per_phase: int  # a phase: one resolution's fade-in, or its stable training; an epoch: every image once
+    # or, when > 0, this many images drawn afresh every epoch: a phase's length stays put as the set grows
+    epoch_samples: int
     batch_size: int
     lr: float
     gp_weight: float  # WGAN-GP's lambda
@@ -38,9 +40,9 @@ def texture_section(cfg: dict) -> dict:
     if "train" not in texture:
         raise ConfigError(f"{where}.train: missing")
     train = typed_section(texture["train"], TextureTrainConfig, f"{where}.train")
-    if train.epochs_per_phase < 1 or train.batch_size < 2 or train.lr <= 0:
+    if train.epochs_per_phase < 1 or train.batch_size < 2 or train.lr <= 0 or train.epoch_samples < 0:
         raise ConfigError(f"{where}.train: epochs_per_phase must be >= 1, batch_size >= 2 (the minibatch "
-                          f"standard deviation needs pairs) and lr > 0")
+                          f"standard deviation needs pairs), lr > 0 and epoch_samples >= 0")
     if not 0 <= train.ema_beta < 1:
         raise ConfigError(f"{where}.train.ema_beta: expected a number in [0, 1), got {train.ema_beta!r}")
     return {"network": network, "train": train, "where": where}

@@ -39,7 +39,8 @@ def add_parser(subparsers) -> None:
 
     m = with_config(sub.add_parser("linearity", help="measure what a linear model misses on held-out identities"))
     m.add_argument("--out", help="markdown report path (default: outputs/CONFIG/data/linearity.md)")
-    m.add_argument("--identities", type=int, default=240, help="identities generated for the measurement")
+    m.add_argument("--identities", type=int, help="identities generated for the measurement (default: the "
+                   "config's FaceScape-like count, so the training count matches the set's)")
 
     e = with_config(sub.add_parser("export", help="write a synthetic set in the FaceScape or BP4D folder layout"))
     e.add_argument("--set", choices=SETS, required=True)
@@ -69,7 +70,7 @@ def run(args) -> int:
             path = build_set(kind, cfg, set_dir(cfg.config_name, kind, args.out), force=args.force)
             print(f"{kind}-like set: {path}")
     elif args.data_command == "preview":
-        from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet
+        from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
         from train.data.synthetic_sets import synthetic_set
         out = Path(args.out) if args.out else output_root(cfg.config_name) / "preview"
         for kind in kinds:
@@ -81,18 +82,21 @@ def run(args) -> int:
             if kind == "facescape":
                 print(f"contact sheet: {facescape_sheet(source, out / 'facescape_sheet.png', args.identities)}")
                 print(f"intensity sweep: {sweep_sheet(source, out / 'facescape_sweep.png', args.identities[0])}")
+                print(f"deformation transfer: {transfer_sheet(source, out / 'transfer_sheet.png')}")
             else:
                 print(f"contact sheet: {bp4d_sheet(source, out / 'bp4d_sheet.png', args.identities)}")
     elif args.data_command == "linearity":
-        from train.data.linearity import measure_against_linear, report_json, report_markdown
+        from train.data.linearity import measure_columns, report_json, report_markdown
         out = Path(args.out) if args.out else output_root(cfg.config_name) / "data" / "linearity.md"
-        if args.identities < 10:
-            raise SystemExit(f"--identities {args.identities}: need at least 10 (train, validation and test)")
-        styled, linear = measure_against_linear(cfg, num_identities=args.identities)
-        command = f"python -m train data linearity --config {shlex.quote(args.config)} --identities {args.identities}"
-        write_text_atomic(out, report_markdown(styled, linear, command))
-        write_text_atomic(out.with_suffix(".json"), report_json(styled, linear))
-        print(report_markdown(styled, linear, command))
+        identities = args.identities or cfg.facescape.num_identities
+        if identities < 10:
+            raise SystemExit(f"--identities {identities}: need at least 10 (train, validation and test)")
+        columns = measure_columns(cfg, num_identities=identities)
+        command = f"python -m train data linearity --config {shlex.quote(args.config)}" + (
+            f" --identities {args.identities}" if args.identities else "")
+        write_text_atomic(out, report_markdown(columns, command))
+        write_text_atomic(out.with_suffix(".json"), report_json(columns))
+        print(report_markdown(columns, command))
         print(f"report: {out}")
     elif args.data_command == "export":
         import dataclasses

@@ -1,7 +1,19 @@
 """Synthetic faces with ground truth at any intensity: ICT identities, expressions that are not linear blendshapes.
 
-Two departures from ICT's linear model make the data worth learning (measured by `train data linearity`):
+Three departures from ICT's linear model make the data worth learning (measured by `train data linearity`):
 
+(0) Expressions that follow each face's shape. ICT's blendshapes are offsets sculpted on one generic face; added
+    to another person's neutral they ignore that person's geometry. With `deformation_transfer` (the default),
+    each blendshape is carried onto the identity's own neutral by deformation transfer (deformation_transfer.py):
+    the skin (face, head, mouth and eye sockets: one connected surface) stretches as the template's does, over the
+    identity's own triangles. Parts not joined to the skin follow what joins them: the thin layers on the eyelids
+    (lashes, lacrimal fluid, eye blend and occlusion) move with their nearest skin vertex's transferred motion on
+    top of ICT's own offset, so they never tear from the lids; eyeballs, teeth and gums keep ICT's offsets
+    (no blendshape but the jaw's moves them) and ride the jaw rig. Deformation transfer carries the face's size
+    with it (a face twice as large gets twice the offsets), so the separate size factor applies only to the
+    parts outside the skin and to the jaw's travel; the jaw's rigid screw motion already acts on the identity's
+    own geometry about its own hinge (the exact transfer of a rigid motion), and only its soft-tissue residual
+    is transferred.
 (a) Identity-specific expression style. Each identity performs each expression (or action unit) its own way:
     - gain: log-normal per (identity, expression), times a smooth function of the face shape
       (1 + c * tanh(identity_weights . u_expression)), so broad and narrow faces smile differently;
@@ -22,16 +34,23 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import asdict, dataclass, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
+from scipy.spatial import cKDTree
+
+from train.data.deformation_transfer import DeformationTransfer
 from train.data.expressions import JAW_SHAPES, validate_recipes
 from train.data.ict import ICTFaceModel, weighted_sum
 from train.data.jaw import JawRig, apply_jaw, fit_jaw_rig
 
 # Random streams, so adding a draw to one never changes the others.
 _STREAM_IDENTITY, _STREAM_STYLE, _STREAM_KEY_DIRECTION = 0, 1, 2
+# The skin: one connected surface, carried over by deformation transfer. Thin layers resting on it follow it.
+SKIN_REGIONS = ("face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right")
+ATTACHED_REGIONS = ("lacrimal_fluid_left", "lacrimal_fluid_right", "eye_blend_left", "eye_blend_right",
+                    "eye_occlusion_left", "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
 
 
 @dataclass(frozen=True)
@@ -43,11 +62,12 @@ class StyleConfig:
     curvature_sigma: float = 0.15
     size_transfer: bool = True
     jaw_hinge: bool = True
+    deformation_transfer: bool = True
 
     @classmethod
     def linear(cls) -> "StyleConfig":
         """ICT's own linear model: every identity shares every blendshape; for checks and baselines."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, False, False)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, False, False, False)
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleConfig":
@@ -109,6 +129,43 @@ class FaceSynthesizer:
         self._jaw_index = {name: ict.expression_index(name) for name in JAW_SHAPES}
         # Blendshapes applied linearly; when the jaw is hinged its shapes leave this set.
         self._linear = np.array([not (style.jaw_hinge and n in self._jaw_index) for n in ict.expression_names])
+        # Identities' transferred blendshapes are 17 MB each: keep the few the current caller is working on.
+        self.transferred_basis = lru_cache(maxsize=4)(self._transferred_basis)
+
+    def _template_fields(self) -> np.ndarray:
+        """(53, V, 3) what each ICT shape adds linearly on the template: its blendshape, or for a hinged jaw shape
+        the soft-tissue residual its rigid motion leaves."""
+        fields = np.array(self.ict.expression_basis, np.float64)
+        if self.style.jaw_hinge:
+            for name, k in self._jaw_index.items():
+                fields[k] = self.jaw_rigs[name].residual
+        return fields
+
+    @cached_property
+    def _transfer(self) -> tuple[DeformationTransfer, np.ndarray, np.ndarray, np.ndarray]:
+        """The skin's transfer, the template's deformation gradients, and which skin vertex each attached-layer
+        vertex follows."""
+        t = self.ict.template
+        skin = np.concatenate([t.region_vertices(r) for r in SKIN_REGIONS])
+        triangles, _ = t.triangles(np.concatenate([t.region_polygons(r) for r in SKIN_REGIONS]))
+        fields = self._template_fields()
+        static = np.abs(self.ict.expression_basis[:, skin]).max(axis=(0, 2)) == 0
+        transfer = DeformationTransfer(self.ict.neutral, triangles, skin, static)
+        attached = np.concatenate([t.region_vertices(r) for r in ATTACHED_REGIONS])
+        _, nearest = cKDTree(self.ict.neutral[skin].astype(np.float64)).query(
+            self.ict.neutral[attached].astype(np.float64))
+        return transfer, transfer.source_gradients(fields), attached, skin[nearest]
+
+    def _transferred_basis(self, index: int) -> np.ndarray:
+        """(53, V, 3) float32: what each ICT shape adds to identity `index`'s neutral (jaw shapes: their residual)."""
+        identity = self.identity(index)
+        transfer, gradients, attached, follows = self._transfer
+        scaled = identity.size_scale * self._template_fields()
+        out = scaled.copy()
+        skin = transfer.transfer(identity.neutral, gradients)
+        out[:, transfer.surface] = skin
+        out[:, attached] += skin[:, np.searchsorted(transfer.surface, follows)] - scaled[:, follows]
+        return out.astype(np.float32)
 
     @cached_property
     def jaw_rigs(self) -> dict[str, JawRig]:
@@ -168,14 +225,22 @@ class FaceSynthesizer:
         weights = np.asarray(weights, np.float64)
         if weights.ndim == 2:
             return np.stack([self.mesh_from_weights(identity, w) for w in weights])
-        offsets = weighted_sum(np.zeros_like(identity.neutral), self.ict.expression_basis,
-                               np.where(self._linear, weights, 0.0))
-        mesh = identity.neutral.astype(np.float64) + identity.size_scale * offsets
+        if self.style.deformation_transfer:
+            basis = self.transferred_basis(identity.index) if weights.any() else None
+            linear = weights if not self.style.jaw_hinge else np.where(self._linear, weights, 0.0)
+            mesh = weighted_sum(identity.neutral, basis, linear) if basis is not None else \
+                identity.neutral.astype(np.float64)
+            residuals = None if basis is None else [basis[self._jaw_index[n]] for n in JAW_SHAPES]
+        else:
+            offsets = weighted_sum(np.zeros_like(identity.neutral), self.ict.expression_basis,
+                                   np.where(self._linear, weights, 0.0))
+            mesh = identity.neutral.astype(np.float64) + identity.size_scale * offsets
+            residuals = None
         if self.style.jaw_hinge:
             amounts = [float(weights[self._jaw_index[n]]) for n in JAW_SHAPES]
             if any(amounts):
                 mesh = apply_jaw(mesh, [self.jaw_rigs[n] for n in JAW_SHAPES], amounts, identity.hinge_offset,
-                                 identity.size_scale)
+                                 identity.size_scale, residuals)
         return mesh.astype(np.float32)
 
     def mesh(self, identity: SyntheticIdentity, parts: list[tuple[str, dict[str, float], float]]) -> np.ndarray:

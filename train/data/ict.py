@@ -15,10 +15,10 @@ from core.template import FaceTemplate
 
 ICT_NPZ_ENV = "FACECAM_ICT_NPZ"
 NUM_VERTICES = 26719
-# Development default: the shared data folder beside the repository root.
-DEFAULT_ICT_NPZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "ict-facekit" / "ict_face_model.npz"
+# The copy the repository carries (data/ict-facekit: MIT, with its license and provenance).
+DEFAULT_ICT_NPZ = Path(__file__).resolve().parents[2] / "data" / "ict-facekit" / "ict_face_model.npz"
 
-# field -> (dtype kind, shape with None for "any length"); the npz format of shared/data/ict-facekit/README.md
+# field -> (dtype kind, shape with None for "any length"); the npz format of data/ict-facekit/README.md
 NPZ_FIELDS = {
     "neutral": ("f", (NUM_VERTICES, 3)),
     "identity_basis": ("f", (None, NUM_VERTICES, 3)),
@@ -42,7 +42,7 @@ NPZ_FIELDS = {
 
 
 def ict_npz_path() -> Path:
-    """Where the ICT-FaceKit npz is: $FACECAM_ICT_NPZ, else the development default."""
+    """Where the ICT-FaceKit npz is: $FACECAM_ICT_NPZ, else the repository's own copy."""
     return Path(os.environ.get(ICT_NPZ_ENV) or DEFAULT_ICT_NPZ)
 
 

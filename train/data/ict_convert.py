@@ -1,4 +1,4 @@
-"""Build the project's ICT-FaceKit npz (see shared/data/ict-facekit/README.md) from a clone's raw `FaceXModel/` folder.
+"""Build the project's ICT-FaceKit npz (see data/ict-facekit/README.md) from a clone's raw `FaceXModel/` folder.
 
 Every basis row is that shape's OBJ vertices minus the neutral's; topology, UVs and materials come from the neutral.
 Shape OBJs must share the neutral's faces exactly, so only their vertex positions are used.

@@ -94,15 +94,18 @@ def fit_jaw_rig(name: str, neutral: np.ndarray, offsets: np.ndarray, teeth_verti
 
 
 def apply_jaw(points: np.ndarray, rigs: list[JawRig], amounts: list[float], pivot_offset: np.ndarray | None = None,
-              scale: float = 1.0) -> np.ndarray:
+              scale: float = 1.0, residuals: list[np.ndarray] | None = None) -> np.ndarray:
     """Linear-blend-skin several jaw motions onto points (V, 3), in float64: each vertex moves by its skin weight
     times the rigid displacement, plus the residual scaled by the amount (soft tissue follows linearly) and by
-    `scale` (the face's size relative to ICT's)."""
+    `scale` (the face's size relative to ICT's). `residuals`, one per rig, replace the rigs' own residuals with
+    ones already made for this face (deformation transfer), which are then not scaled again."""
     points = np.asarray(points, np.float64)
     out = points.copy()
-    for rig, amount in zip(rigs, amounts):
+    for k, (rig, amount) in enumerate(zip(rigs, amounts)):
         if amount == 0:
             continue
         rigid_offsets = rig.motion.apply(points, amount, pivot_offset, scale) - points
-        out += rig.skin_weights[:, None] * rigid_offsets + (amount * scale) * rig.residual.astype(np.float64)
+        residual = ((amount * scale) * rig.residual.astype(np.float64) if residuals is None
+                    else amount * np.asarray(residuals[k], np.float64))
+        out += rig.skin_weights[:, None] * rigid_offsets + residual
     return out

@@ -93,3 +93,37 @@ def bp4d_sheet(source, out_path: str | os.PathLike, identities=(0, 1, 2), size: 
     return contact_sheet(rows, out_path, row_labels=labels, col_labels=tasks, captions=captions,
                          title=f"BP4D-like synthetic set ({source.cfg.config_name}): apex frames, AU:intensity "
                                "under each pair")
+
+
+def transfer_sheet(source, out_path: str | os.PathLike, candidates: int = 60,
+                   expressions=("1_neutral", "2_smile", "3_mouth_stretch", "12_lip_puckerer", "14_sadness",
+                                "16_grin", "18_eye_closed"),
+                   size: int = 144, progress: bool = True) -> Path:
+    """The same expressions on identities of very different shape (the smallest and largest face, and the two
+    furthest from the average face among the first `candidates`), each with deformation transfer and, below it,
+    with ICT's offsets simply added; the caption under the second row is how far apart the two are (mm, face)."""
+    import dataclasses
+
+    from train.data.expressions import EXPRESSION_RECIPES
+    from train.data.face_synth import FaceSynthesizer
+    synth = source.shapes
+    plain = FaceSynthesizer(synth.ict, dataclasses.replace(synth.style, deformation_transfer=False), synth.seed)
+    people = [source.identity(i) for i in range(min(candidates, source.num_identities))]
+    by_size = sorted(range(len(people)), key=lambda i: people[i].size_scale)
+    by_norm = sorted(range(len(people)), key=lambda i: -float(np.linalg.norm(people[i].weights)))
+    chosen = list(dict.fromkeys([by_size[0], by_size[-1], *by_norm]))[:4]
+    camera = FaceCamera.framing(source.ict.neutral, source.template, yaw_degrees=25)
+    face = source.template.region_vertices("face")
+    rows, labels, captions = [], [], []
+    for i in tqdm(chosen, desc="transfer sheet identities", disable=not progress):
+        ident = people[i]
+        moved = [synth.mesh(ident, [(e, EXPRESSION_RECIPES[e], 1.0)]) for e in expressions]
+        added = [plain.mesh(ident, [(e, EXPRESSION_RECIPES[e], 1.0)]) for e in expressions]
+        rows += [[render_face(m, source.template, camera, size) for m in moved],
+                 [render_face(m, source.template, camera, size) for m in added]]
+        labels += [f"id {source.identity_ids[i]} (size {ident.size_scale:.2f}): transferred", "ICT offsets added"]
+        captions += [[""] * len(expressions),
+                     [f"{np.linalg.norm(a[face] - b[face], axis=1).mean() * 10:.2f} mm apart"
+                      for a, b in zip(moved, added)]]
+    return contact_sheet(rows, out_path, row_labels=labels, col_labels=list(expressions), captions=captions,
+                         title=f"Expressions carried onto each face by deformation transfer ({source.cfg.config_name})")

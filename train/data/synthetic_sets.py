@@ -17,13 +17,16 @@ with the same config reuses it.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from core.atomic import atomic_path, write_png_atomic, write_text_atomic
@@ -37,7 +40,7 @@ from train.data.textures import TextureSynthesizer
 
 TILE_RESOLUTION = 512  # whole-UV-tile textures (exports, renders); the config's resolution is the crop's
 TEMPLATE_IDENTITIES = 96
-GENERATOR_VERSION = 3  # bump when generated data changes, so stale built sets are rebuilt
+GENERATOR_VERSION = 4  # bump when generated data changes, so stale built sets are rebuilt
 SPLITS = ("train", "val", "test")
 _STREAM_SPLIT, _STREAM_FRAMES = 20, 21
 
@@ -214,8 +217,10 @@ def _load_template(path: Path) -> FaceTemplate:
 
 
 def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFaceModel | None = None,
-              progress: bool = True, force: bool = False) -> Path:
-    """Build a synthetic set into out_dir (reused when already built from the same config)."""
+              progress: bool = True, force: bool = False, workers: int | None = None) -> Path:
+    """Build a synthetic set into out_dir (reused when already built from the same config), in `workers`
+    processes (default: one per core, one for small sets); every mesh is a pure function of the config, so the
+    files are the same bits whatever the number of workers."""
     out_dir = Path(out_dir)
     ict = ict or load_ict_model()
     key = _build_key(kind, cfg, ict)
@@ -232,7 +237,7 @@ def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFa
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        meta = _write_arrays(kind, source, work, progress)
+        meta = _write_arrays(kind, source, work, progress, workers)
         _save_template(work / "template.npz", source.template)
         res = source.set_cfg.texture_resolution
         write_png_atomic(work / "template_texture.png", source.template_texture(2 * res, "tile"))
@@ -267,7 +272,7 @@ def _remove_abandoned(out_dir: Path) -> None:
             pass  # someone else's live process
 
 
-def _write_arrays(kind: str, source, work: Path, progress: bool) -> dict:
+def _write_arrays(kind: str, source, work: Path, progress: bool, workers: int | None) -> dict:
     V = source.template.num_vertices
     res, store = source.set_cfg.texture_resolution, source.set_cfg.store_textures
     weights = np.stack([source.identity(i).weights for i in range(source.num_identities)])
@@ -282,36 +287,88 @@ def _write_arrays(kind: str, source, work: Path, progress: bool) -> dict:
                 "frame_subjects": source.frame_subjects, "frame_tasks": source.frame_tasks,
                 "frame_numbers": source.frame_numbers.tolist()}
         np.save(work / "au_intensities.npy", source.au_intensities)
-    vertices = np.lib.format.open_memmap(work / "vertices.npy", "w+", np.float32, lead + (V, 3))
-    textures = (np.lib.format.open_memmap(work / "textures.npy", "w+", np.uint8, lead + (res, res, 3))
-                if store else None)
-    try:
-        _fill(kind, source, vertices, textures, progress)
-    finally:
-        for array in (vertices, textures):
-            if array is not None:
-                array.flush()
-                array._mmap.close()
+    for name, dtype, shape in (("vertices.npy", np.float32, lead + (V, 3)), ("textures.npy", np.uint8,
+                                                                              lead + (res, res, 3))):
+        if name == "vertices.npy" or store:
+            _close(np.lib.format.open_memmap(work / name, "w+", dtype, shape))
+    _fill_parallel(kind, source, work, progress, workers)
     meta.update(format_version=1, num_identities=source.num_identities, num_vertices=V, units="cm",
                 vertices_shape=list(lead + (V, 3)), textures_shape=list(lead + (res, res, 3)) if store else None,
                 texture_resolution=res)
     return meta
 
 
-def _fill(kind: str, source, vertices: np.ndarray, textures: np.ndarray | None, progress: bool) -> None:
-    if kind == "facescape":
-        for i in tqdm(range(source.num_identities), desc="facescape-like identities", disable=not progress):
-            meshes = source.meshes(i)
-            vertices[i] = meshes
+def _close(array: np.ndarray | None) -> None:
+    if array is not None:
+        array.flush()
+        array._mmap.close()
+
+
+# Sets smaller than this are built in-process: starting workers (each loads the ICT model and prepares the
+# deformation transfer) costs more than it saves.
+_PARALLEL_MIN_IDENTITIES = 16
+
+
+def _fill_parallel(kind: str, source, work: Path, progress: bool, workers: int | None) -> None:
+    """Fill the (already created) arrays in `work`, one identity at a time, spread over worker processes."""
+    identities = list(range(source.num_identities))
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if len(identities) >= _PARALLEL_MIN_IDENTITIES else 1
+    desc = "facescape-like identities" if kind == "facescape" else "bp4d-like subjects"
+    bar = tqdm(total=len(identities), desc=desc, disable=not progress)
+    if workers <= 1:
+        for i in identities:
+            _fill_identity(kind, source, work, i)
+            bar.update()
+    else:
+        # fork where there is one (as torch's DataLoader does): workers inherit the loaded ICT model, and a
+        # caller's script needs no `if __name__ == "__main__"` guard; they use numpy and scipy only
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        chunks = [identities[k::workers * 4] for k in range(workers * 4)]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                 initializer=_init_worker, initargs=(kind, source.cfg, source.ict)) as pool:
+            for done in as_completed([pool.submit(_fill_chunk, work, chunk) for chunk in chunks]):
+                bar.update(done.result())
+    bar.close()
+
+
+_worker_source = None
+
+
+def _init_worker(kind: str, cfg: DataConfig, ict: ICTFaceModel) -> None:
+    global _worker_source
+    # one BLAS thread per worker: with several, idle OpenBLAS threads spin against the other workers (3x slower)
+    threadpool_limits(1)
+    _worker_source = synthetic_set(kind, cfg, ict)
+
+
+def _fill_chunk(work: Path, identities: list[int]) -> int:
+    kind = "facescape" if isinstance(_worker_source, SyntheticFaceScape) else "bp4d"
+    for i in identities:
+        _fill_identity(kind, _worker_source, work, i)
+    return len(identities)
+
+
+def _fill_identity(kind: str, source, work: Path, identity: int) -> None:
+    """Write one identity's meshes (and crops) into the set's memory-mapped arrays."""
+    vertices = np.load(work / "vertices.npy", mmap_mode="r+")
+    textures = np.load(work / "textures.npy", mmap_mode="r+") if source.set_cfg.store_textures else None
+    try:
+        if kind == "facescape":
+            meshes = source.meshes(identity)
+            vertices[identity] = meshes
             if textures is not None:
                 for e, name in enumerate(source.expression_names):
-                    textures[i, e] = source.texture(i, name, mesh=meshes[e], window="crop")
-    else:
-        for f in tqdm(range(len(source)), desc="bp4d-like frames", disable=not progress):
-            mesh = source.mesh(f)
-            vertices[f] = mesh
-            if textures is not None:
-                textures[f] = source.texture(f, mesh=mesh, window="crop")
+                    textures[identity, e] = source.texture(identity, name, mesh=meshes[e], window="crop")
+        else:
+            for f in np.flatnonzero(source.frame_identity == identity):
+                mesh = source.mesh(int(f))
+                vertices[f] = mesh
+                if textures is not None:
+                    textures[f] = source.texture(int(f), mesh=mesh, window="crop")
+    finally:
+        _close(vertices)
+        _close(textures)
 
 
 class StoredSet:

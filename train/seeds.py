@@ -1,0 +1,150 @@
+"""`python -m train seeds --config quick --seeds 0 1 2`: the whole shape pipeline (SAE and cGAN trained from scratch)
+once per seed, each evaluated, and the bars reported as min / mean / max over the seeds: a number one seed gives and
+another does not is not a result.
+
+Runs go to outputs/CONFIG/shape/seeds/SEED/{sae,cgan} (finished runs are reused, killed ones resumed; the seed the
+config itself names uses outputs/CONFIG/shape/{sae,cgan}, the runs `make demo` trains), reports to
+outputs/CONFIG/eval/seeds/SEED/, the summary to outputs/CONFIG/eval/seeds/summary.md (+ .json). The plain AE
+baseline is not retrained per seed: every report uses outputs/CONFIG/shape/ae (trained first if missing).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from core.atomic import write_text_atomic
+
+# (label, how to read it from a report, the bar as text, whether higher is better)
+BARS = (
+    ("intensity: worst |ratio / truth - 1|, training identities (calibrated)",
+     lambda r: _ratio_gap(r["intensity_response"], "calibrated"), "<= 0.10", False),
+    ("intensity: worst |ratio / truth - 1|, training identities (paper: z_exp scaled)",
+     lambda r: _ratio_gap(r["intensity_response"], "paper_z_exp_scaling"), "reported", False),
+    ("intensity: worst |ratio / truth - 1|, held-out identities (calibrated, through the SAE)",
+     lambda r: _ratio_gap(r["held_out_intensity"], "calibrated"), "<= 0.10", False),
+    ("intensity: error at 2 - (error at 1 + linear scaling's error at 2), mm, training identities",
+     lambda r: _growth_margin(r["intensity_response"]), "<= 0", False),
+    ("intensity: error at 1 / 2 / 3, mm, training identities (calibrated)",
+     lambda r: [r["intensity_response"]["calibrated"][a]["error_mm"] for a in ("1.0", "2.0", "3.0")], "", False),
+    ("generated expression accuracy", lambda r: r["control"]["expression_accuracy"], ">= 0.90", True),
+    ("generated identity accuracy (training z_id)", lambda r: r["control"]["identity_accuracy"], ">= 0.90", True),
+    ("identity consistency (training z_id)", lambda r: r["control"]["identity_consistency"], ">= 0.95", True),
+    ("held-out reconstruction, SAE mean mm", lambda r: r["reconstruction"]["SAE"]["mean_mm"], "<= 0.5", False),
+    ("identity-specific expression: fraction of the gap to the person's own offset closed",
+     lambda r: r["identity_specific"]["gap_closed"], "> 0", True),
+    ("Table 1 at intensity 1: DIV / DIV-ID / DIV-EXP / SP mm",
+     lambda r: [r["generation"]["1.0"][k] for k in ("DIV", "DIV-ID", "DIV-EXP", "SP_mm")], "", True),
+)
+
+
+def _ratio_gap(section: dict, mode: str) -> float:
+    truth = section["ground_truth"]
+    return max(abs(section[mode][a]["ratio"] / truth[a]["ratio"] - 1) for a in ("0.5", "1.5", "2.0", "3.0"))
+
+
+def _growth_margin(section: dict) -> float:
+    cal, truth = section["calibrated"], section["ground_truth"]
+    return cal["2.0"]["error_mm"] - (cal["1.0"]["error_mm"] + truth["2.0"]["linear_scaling_error_mm"])
+
+
+def seeded_config(cfg: dict, seed: int) -> dict:
+    out = copy.deepcopy(cfg)
+    out["shape"]["sae"]["seed"] = seed
+    out["shape"]["cgan"]["seed"] = seed
+    return out
+
+
+def training_seconds(run: Path) -> float:
+    with (run / "log.csv").open(newline="") as f:
+        return sum(float(row["seconds"]) for row in csv.DictReader(f))
+
+
+def _run(train, finished: Path, *args, **kwargs) -> None:
+    """Train unless finished; resume a run that has a checkpoint."""
+    if finished.is_file():
+        return
+    train(*args, resume=(finished.parent / "checkpoint.pt").is_file(), **kwargs)
+
+
+def run_seeds(cfg: dict, seeds: list[int]) -> dict:
+    from train.cgan import train_cgan
+    from train.config import data_config
+    from train.data.cli import output_root, set_dir
+    from train.data.synthetic_sets import StoredSet, SyntheticFaceScape, build_set
+    from train.evaluate import evaluate
+    from train.sae import train_sae
+
+    data_cfg = data_config(cfg)
+    root = output_root(data_cfg.config_name)
+    stored = StoredSet(build_set("facescape", data_cfg, set_dir(data_cfg.config_name, "facescape")))
+    source = SyntheticFaceScape(data_cfg)
+    ae = root / "shape" / "ae"
+    _run(train_sae, ae / "sae.safetensors", cfg, stored, ae, supervised=False)
+    per_seed = {}
+    for seed in seeds:
+        scfg = seeded_config(cfg, seed)
+        # the config's own seed is the pipeline `make demo` trains: its runs are reused
+        folder = root / "shape" if scfg == cfg else root / "shape" / "seeds" / str(seed)
+        _run(train_sae, folder / "sae" / "sae.safetensors", scfg, stored, folder / "sae")
+        _run(train_cgan, folder / "cgan" / "generators.safetensors", scfg, folder / "sae", folder / "cgan")
+        out = root / "eval" / "seeds" / str(seed)
+        report = out / "report.json"
+        if not report.is_file() or report.stat().st_mtime < (folder / "cgan" / "generators.safetensors").stat().st_mtime:
+            evaluate(scfg, stored, folder / "sae", ae, folder / "cgan", out, source)
+        per_seed[seed] = json.loads(report.read_text())
+        per_seed[seed]["training_seconds"] = {"sae": training_seconds(folder / "sae"),
+                                              "cgan": training_seconds(folder / "cgan")}
+    summary = summarise(per_seed)
+    write_text_atomic(root / "eval" / "seeds" / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomic(root / "eval" / "seeds" / "summary.md", summary_markdown(summary, cfg["name"]))
+    return summary
+
+
+def summarise(per_seed: dict) -> dict:
+    rows = []
+    for label, get, bar, higher in BARS:
+        values = {str(s): get(r) for s, r in per_seed.items()}
+        arr = np.array(list(values.values()), dtype=float)
+        worst = arr.min(0) if higher else arr.max(0)
+        rows.append({"quantity": label, "bar": bar, "per_seed": values, "worst": worst.tolist(),
+                     "mean": arr.mean(0).tolist()})
+    times = {str(s): r["training_seconds"] for s, r in per_seed.items()}
+    return {"seeds": [str(s) for s in per_seed], "rows": rows, "training_seconds": times}
+
+
+def _fmt(v) -> str:
+    return " / ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else f"{v:.3f}"
+
+
+def summary_markdown(summary: dict, config: str) -> str:
+    seeds = summary["seeds"]
+    lines = [f"# The shape pipeline over seeds {', '.join(seeds)} ({config} config)", "",
+             f"Command: `python -m train seeds --config {config} --seeds {' '.join(seeds)}`: SAE and cGAN trained from "
+             "scratch per seed, each evaluated by `train evaluate`; worst = the worst seed for the bar's direction.",
+             "", "| quantity | bar | worst | mean | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|---|---|" + "---|" * len(seeds)]
+    for row in summary["rows"]:
+        lines.append(f"| {row['quantity']} | {row['bar']} | {_fmt(row['worst'])} | {_fmt(row['mean'])} | "
+                     + " | ".join(_fmt(row["per_seed"][s]) for s in seeds) + " |")
+    t = summary["training_seconds"]
+    lines += ["", "Training seconds per seed (SAE + cGAN, sum of epoch times): "
+              + ", ".join(f"seed {s}: {v['sae']:.0f} + {v['cgan']:.0f}" for s, v in t.items()), ""]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from train.config import load_config
+    from train.data.cli import output_root
+    from train.shape_config import shape_section
+
+    cfg = load_config(args.config)
+    shape_section(cfg)
+    run_seeds(cfg, args.seeds)
+    path = output_root(cfg["name"]) / "eval" / "seeds" / "summary.md"
+    print(path.read_text())
+    print(f"summary: {path}")
+    return 0
