@@ -367,13 +367,16 @@ def test_identity_interpolation_and_style_editing(exported):
                                                      style_z_id=model.identity_code(2)[None])[0])
 
 
-def test_packed_decoder_gives_the_plain_decoders_meshes():
+@pytest.mark.parametrize("linear_skip", [False, True])
+def test_packed_decoder_gives_the_plain_decoders_meshes(linear_skip):
     from core.shape_networks import MeshDecoder, ShapeNetConfig
     torch.manual_seed(0)
-    decoder = MeshDecoder(ShapeNetConfig(num_vertices=500, num_identities=4, num_expressions=3, decoder=(32, 64)))
+    decoder = MeshDecoder(ShapeNetConfig(num_vertices=500, num_identities=4, num_expressions=3, decoder=(32, 64),
+                                         linear_skip=linear_skip))
+    assert (decoder.decoder_skip is not None) == linear_skip
     mu_id, mu_exp = torch.randn(10, 100), torch.randn(10, 30)
     with torch.no_grad():
-        plain = decoder.coder.decode(decoder.decoder(torch.cat([mu_id, mu_exp], 1)))
+        plain = decoder.coder.decode(decoder.decode_code(torch.cat([mu_id, mu_exp], 1)))
     decoder.prepare_for_inference()
     for batch in (1, 3, 10, 10):  # packed for batches of 10; every size gives the same meshes
         with torch.inference_mode():

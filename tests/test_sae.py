@@ -16,7 +16,7 @@ from conftest import log_rows
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
 from train.evaluate import load_sae
-from train.sae import train_sae, training_meshes
+from train.sae import mix_partners, train_sae, training_meshes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +82,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
     cfg, stored, folder = tiny
     long_cfg = json.loads(Path(cfg["_path"]).read_text())
     long_cfg["shape"]["sae"]["epochs"] = 60
+    # the options beyond the paper draw and schedule per epoch too: a resume must redo them exactly
+    long_cfg["shape"]["sae"].update(identity_mix=True, cosine_decay=True)
+    long_cfg["shape"]["network"]["linear_skip"] = True
     (folder / "long.json").write_text(json.dumps(long_cfg))
     args = ["sae", "--config", str(folder / "long.json")]
     killed = _cli(args + ["--out", str(tmp_path / "killed")], folder)
@@ -142,3 +145,17 @@ def test_data_parallel_start_failure_stops_every_rank(tiny, tmp_path):
                           cwd=folder, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0
     assert "--resume: no checkpoint" in proc.stderr
+
+
+def test_mix_partners_are_other_people_making_the_same_expression():
+    n_ids, n_exp = 7, 5
+    ids, exps = torch.arange(n_ids).repeat_interleave(n_exp), torch.arange(n_exp).repeat(n_ids)
+    idx = torch.arange(len(ids))
+    partner = mix_partners(idx, ids, exps, torch.Generator().manual_seed(0))
+    assert (exps[partner] == exps[idx]).all() and (ids[partner] != ids[idx]).all()
+    assert len(set(ids[partner].tolist())) > 3  # not always the same neighbour
+    # action units: any frame of another subject
+    frames = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    aus = torch.rand(len(frames), 4)
+    partner = mix_partners(torch.arange(len(frames)), frames, aus, torch.Generator().manual_seed(1))
+    assert (frames[partner] != frames).all() and partner.max() < len(frames)

@@ -33,9 +33,9 @@ class BilinearModel:
         x = x - self.mean
         self.id_rank, self.exp_rank = min(id_rank, n_id), min(exp_rank, n_exp)
         # HOSVD: leading left singular vectors of the identity and expression unfoldings (via small Gram matrices)
-        by_id, by_exp = x.reshape(n_id, -1), x.transpose(1, 0, 2).reshape(n_exp, -1)
+        by_id = x.reshape(n_id, -1)  # a view: at 200 identities x is 2.6 GB, so no transposed copy of it either
         u_id = np.linalg.eigh(by_id @ by_id.T)[1][:, ::-1][:, :self.id_rank]
-        u_exp = np.linalg.eigh(by_exp @ by_exp.T)[1][:, ::-1][:, :self.exp_rank]
+        u_exp = np.linalg.eigh(np.einsum("iek,ifk->ef", x, x))[1][:, ::-1][:, :self.exp_rank]
         # two contractions, not one three-operand einsum (which loops over every index at once: hours at 200 ids)
         core = np.einsum("aek,eb->abk", (u_id.T @ by_id).reshape(self.id_rank, n_exp, -1), u_exp).reshape(
             self.id_rank * self.exp_rank, -1)
@@ -47,15 +47,35 @@ class BilinearModel:
         self.w_exp_init = u_exp.mean(0)
         self.iterations = iterations
 
-    def fit(self, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(w_id, w_exp) minimising the squared error to mesh (V, 3), by alternating least squares."""
-        y = self.span @ (mesh.reshape(-1).astype(np.float64) - self.mean)
-        w_exp = self.w_exp_init.copy()
+    def fit(self, meshes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(w_id (M, R_id), w_exp (M, R_exp)) minimising the squared error to each mesh (M, V, 3), by alternating
+        least squares, all meshes at once: each half-step's normal equations are assembled from the core's Gram
+        tensor K[a,b,c,d] = <core[a,b], core[c,d]>, so no (S x R) design matrix is ever built per mesh."""
+        y = (meshes.reshape(len(meshes), -1).astype(np.float64) - self.mean) @ self.span.T  # (M, S)
+        n_id, n_exp, _ = self.core.shape
+        flat = self.core.reshape(n_id * n_exp, -1)
+        gram = (flat @ flat.T).reshape(n_id, n_exp, n_id, n_exp)
+        projected = (y @ flat.T).reshape(len(y), n_id, n_exp)  # <core[a,b], y>
+        w_exp = np.repeat(self.w_exp_init[None], len(y), axis=0)
         for _ in range(self.iterations):
-            w_id = np.linalg.lstsq(np.einsum("abs,b->sa", self.core, w_exp), y, rcond=None)[0]
-            w_exp = np.linalg.lstsq(np.einsum("abs,a->sb", self.core, w_id), y, rcond=None)[0]
+            lhs = np.einsum("abcd,mb,md->mac", gram, w_exp, w_exp, optimize=True)
+            w_id = _solve(lhs, np.einsum("mab,mb->ma", projected, w_exp))
+            lhs = np.einsum("abcd,ma,mc->mbd", gram, w_id, w_id, optimize=True)
+            w_exp = _solve(lhs, np.einsum("mab,ma->mb", projected, w_id))
         return w_id, w_exp
 
-    def reconstruct(self, meshes: np.ndarray) -> np.ndarray:
-        coords = np.stack([np.einsum("abs,a,b->s", self.core, *self.fit(m)) for m in meshes])
-        return (self.mean + coords @ self.span).reshape(meshes.shape).astype(np.float32)
+    def reconstruct(self, meshes: np.ndarray, chunk: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(meshes), chunk):
+            w_id, w_exp = self.fit(meshes[start:start + chunk])
+            coefficients = (w_id[:, :, None] * w_exp[:, None, :]).reshape(len(w_id), -1)
+            coords = coefficients @ self.core.reshape(len(coefficients[0]), -1)
+            out.append(self.mean + coords @ self.span)
+        return np.concatenate(out).reshape(meshes.shape).astype(np.float32)
+
+
+def _solve(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Batched least squares through the normal equations, with a ridge at rounding level for the rank-deficient
+    (a zero w gives a zero left-hand side)."""
+    ridge = 1e-12 * np.trace(lhs, axis1=1, axis2=2)[:, None, None] + 1e-300
+    return np.linalg.solve(lhs + ridge * np.eye(lhs.shape[1]), rhs[..., None])[..., 0]

@@ -25,7 +25,7 @@ from core.shape_control import ShapeGenerator, expression_code
 from core.shape_networks import (EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, MeshCoder,
                                  ShapeNetConfig, SupervisedAutoEncoder)
 from train.baselines import BilinearModel, PCAModel
-from train.evaluate_intensity import held_out_intensity, identity_specific, intensity_response
+from train.evaluate_intensity import disentanglement, held_out_intensity, identity_specific, intensity_response
 from train.evaluate_intensity import markdown as intensity_markdown
 from train.tsne import scatter_panel, tsne, write_panels
 
@@ -200,9 +200,14 @@ def control(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int, classifier
             "curves_monotonic": all(bool(np.all(np.diff(v) > -1e-3)) for v in curve.values())}
 
 
+TSNE_IDENTITIES = 40  # exact t-SNE is quadratic in the points; 40 identities' meshes (800) are enough to look at
+
+
 def embedding_plots(stored, sae, ae, path: Path) -> None:
     from train.sae import training_meshes
     meshes, id_labels, exp_labels = training_meshes(stored)
+    keep = id_labels < TSNE_IDENTITIES
+    meshes, id_labels, exp_labels = meshes[keep], id_labels[keep], exp_labels[keep]
     panels = []
     for name, model in (("SAE", sae), ("AE", ae)):
         with torch.no_grad():
@@ -236,6 +241,7 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
                                                  source),
         "held_out_intensity": held_out_intensity(stored, source, sae, stored.expression_names),
         "identity_specific": identity_specific(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored),
+        "disentanglement": disentanglement(stored, sae),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     embedding_plots(stored, sae, ae, out_dir / "tsne.png")

@@ -8,6 +8,9 @@ intensity_response  for training identities (their stored z_id codes, zero noise
 held_out_intensity  the same for held-out identities through the SAE: encode their neutral and intensity-1 meshes,
                     then either decode neutral + alpha (expression - neutral) in mesh space (calibrated), or scale the
                     expression embedding's offset by alpha and decode (the embedding-space analogue of the paper's).
+disentanglement     the share of the SAE identity embedding's variance that is within a person (across their 20
+                    expressions) rather than between people, training and held-out identities: the identity
+                    embedding must not move with expression (0: it does not move at all).
 identity_specific   for training identities: how far the model's expression offset (expression minus neutral, same
                     z_id) is from that person's true offset, against how far the identity-agnostic mean offset of the
                     training identities is; the fraction of that gap the model closes.
@@ -98,6 +101,20 @@ def held_out_intensity(stored, source, sae, expression_names) -> dict:
             "embedding_offset_scaling": _response(embedding, neutral, truth)}
 
 
+def disentanglement(stored, sae) -> dict:
+    out = {}
+    for split in ("train", "test"):
+        ids = stored.splits[split][:50]
+        meshes = torch.from_numpy(np.array(stored.vertices[ids]))
+        with torch.no_grad():
+            mu_id, _ = sae.encode(meshes.reshape(-1, *meshes.shape[2:]))
+        mu_id = mu_id.reshape(len(ids), -1, mu_id.shape[-1]).double()
+        within = ((mu_id - mu_id.mean(1, keepdim=True)) ** 2).sum(-1).mean()
+        total = ((mu_id - mu_id.mean((0, 1), keepdim=True)) ** 2).sum(-1).mean()
+        out[split] = float(within / total)
+    return {"identity_embedding_within_person_share": out}
+
+
 def identity_specific(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int, expression_names, stored) -> dict:
     """Is the model's expression offset this person's own, or everyone's? Training identities, zero noise."""
     train = stored.splits["train"]
@@ -144,6 +161,11 @@ def markdown(r: dict) -> list[str]:
             lines.append(f"| {a} | {t['ratio']:.2f} | " + " | ".join(
                 f"{s[m][a]['ratio']:.2f} | {s[m][a]['error_mm']:.3f}" for m, _ in modes)
                 + f" | {t['linear_scaling_error_mm']:.3f} |")
+    d = r["disentanglement"]["identity_embedding_within_person_share"]
+    lines += ["", "### Disentanglement", "",
+              f"Share of the SAE identity embedding's variance within a person (across expressions) rather than "
+              f"between people: training identities {d['train']:.3f}, held-out {d['test']:.3f} (0: the identity "
+              f"embedding does not move with expression)."]
     i = r["identity_specific"]
     lines += ["", "### Identity-specific expression (training identities)", "",
               f"Model offset (expression minus neutral, same z_id) against the person's true offset: "

@@ -34,6 +34,8 @@ BARS = (
     ("generated identity accuracy (training z_id)", lambda r: r["control"]["identity_accuracy"], ">= 0.90", True),
     ("identity consistency (training z_id)", lambda r: r["control"]["identity_consistency"], ">= 0.95", True),
     ("held-out reconstruction, SAE mean mm", lambda r: r["reconstruction"]["SAE"]["mean_mm"], "<= 0.5", False),
+    ("SAE identity embedding: share of its variance within a person, held-out identities",
+     lambda r: r["disentanglement"]["identity_embedding_within_person_share"]["test"], "reported", False),
     ("identity-specific expression: fraction of the gap to the person's own offset closed",
      lambda r: r["identity_specific"]["gap_closed"], "> 0", True),
     ("Table 1 at intensity 1: DIV / DIV-ID / DIV-EXP / SP mm",

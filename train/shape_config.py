@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from train.config import ConfigError, model_section, typed_section
 
 NETWORK_FIELDS = ("code_dim", "id_encoder", "exp_encoder", "decoder", "id_dim", "exp_dim", "z_id_dim",
-                  "z_noise_dim", "generator", "discriminator")
+                  "z_noise_dim", "generator", "discriminator", "linear_skip")
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,16 @@ class SAETrainConfig:
     id_weight: float
     exp_weight: float
     seed: int
+    # Not in the paper (which gives no schedule): the learning rate follows a half cosine from lr to 0 over the
+    # epochs, set per epoch (the same after a resume)
+    cosine_decay: bool
+    # Not in the paper: each training mesh is blended with a random other training identity's mesh of the same
+    # expression (any frame, for action units), weight ~ U(0, 1), and the identity head's cross-entropy with the
+    # two identities' by the same weights (mixup). Faces in correspondence blend into plausible faces (the
+    # morphable-model assumption), so the networks see people between the training identities, not 200 points.
+    identity_mix: bool
+    # AdamW's decoupled weight decay (0: Adam, as the paper)
+    weight_decay: float
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,8 @@ def shape_section(cfg: dict) -> dict:
     if "sae" not in shape:
         raise ConfigError(f"{where}.sae: missing")
     sae = typed_section(shape["sae"], SAETrainConfig, f"{where}.sae")
-    if sae.epochs < 1 or sae.batch_size < 1 or sae.lr <= 0:
-        raise ConfigError(f"{where}.sae: epochs and batch_size must be >= 1 and lr > 0")
+    if sae.epochs < 1 or sae.batch_size < 1 or sae.lr <= 0 or sae.weight_decay < 0:
+        raise ConfigError(f"{where}.sae: epochs and batch_size must be >= 1, lr > 0 and weight_decay >= 0")
     cgan = None
     if "cgan" in shape:
         cgan = typed_section(shape["cgan"], CGANTrainConfig, f"{where}.cgan")
