@@ -132,6 +132,7 @@ class FaceSynthesizer:
         # Identities' transferred blendshapes are 17 MB each: keep the few the current caller is working on.
         self.transferred_basis = lru_cache(maxsize=4)(self._transferred_basis)
 
+    @cached_property
     def _template_fields(self) -> np.ndarray:
         """(53, V, 3) what each ICT shape adds linearly on the template: its blendshape, or for a hinged jaw shape
         the soft-tissue residual its rigid motion leaves."""
@@ -148,7 +149,7 @@ class FaceSynthesizer:
         t = self.ict.template
         skin = np.concatenate([t.region_vertices(r) for r in SKIN_REGIONS])
         triangles, _ = t.triangles(np.concatenate([t.region_polygons(r) for r in SKIN_REGIONS]))
-        fields = self._template_fields()
+        fields = self._template_fields
         static = np.abs(self.ict.expression_basis[:, skin]).max(axis=(0, 2)) == 0
         transfer = DeformationTransfer(self.ict.neutral, triangles, skin, static)
         attached = np.concatenate([t.region_vertices(r) for r in ATTACHED_REGIONS])
@@ -160,7 +161,7 @@ class FaceSynthesizer:
         """(53, V, 3) float32: what each ICT shape adds to identity `index`'s neutral (jaw shapes: their residual)."""
         identity = self.identity(index)
         transfer, gradients, attached, follows = self._transfer
-        scaled = identity.size_scale * self._template_fields()
+        scaled = identity.size_scale * self._template_fields
         out = scaled.copy()
         skin = transfer.transfer(identity.neutral, gradients)
         out[:, transfer.surface] = skin
