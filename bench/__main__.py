@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "outputs/quick/export/facecam-quick"))
     parser.add_argument("--only", nargs="+", choices=list(benchmarks("")), help="run only these benchmarks")
+    parser.add_argument("--out", default=str(ROOT / "outputs/bench/bench.md"),
+                        help="the table as markdown, stamped with commit and machine (default: outputs/bench/bench.md; "
+                             "`python -m train results` reads it from there)")
     args = parser.parse_args(argv)
     rows, failures = [], []
     for name, cmd in benchmarks(args.model).items():
@@ -68,10 +71,16 @@ def main(argv=None) -> int:
             continue
         rows += [gathered_row(name, r) for r in found]
         print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    print("| bench | step | measured | target | ratio |\n|---|---|---|---|---|")
-    print("\n".join(rows))
-    for failure in failures:
-        print(f"\nnot measured: {failure}")
+    from core.atomic import write_text_atomic
+    from train.results import commit_stamp, machine
+    table = "\n".join(["| bench | step | measured | target | ratio |", "|---|---|---|---|---|", *rows,
+                       *(f"\nnot measured: {failure}" for failure in failures)])
+    print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, f"# Benchmarks\n\n`python -m bench{' --only ' + ' '.join(args.only) if args.only else ''}` "
+                           f"at commit {commit_stamp()}, {time.strftime('%Y-%m-%d %H:%M %Z')}, on {machine()}.\n\n"
+                           f"{table}\n")
     return 1 if failures else 0
 
 

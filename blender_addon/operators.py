@@ -75,7 +75,7 @@ def _sweep_faces(model, s: dict, expression, levels: list[float]):
 
 def _set_faces(model, s: dict, intensity: float):
     """(neutral face, one face per expression) for the identity in s."""
-    neutral = model.generate(s["identity_seed"], 0, 0.0, s["noise_seed"], texture=False)
+    neutral = model.generate(s["identity_seed"], model.expression_names[0], 0.0, s["noise_seed"], texture=False)
     return neutral, model.expression_set(s["identity_seed"], model.expression_names, intensity, s["noise_seed"],
                                          texture=False)
 

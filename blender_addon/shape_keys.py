@@ -16,16 +16,13 @@ import json
 
 import bpy
 
+from .core.names import intensity_key
 from .scene_mesh import blender_vertices, key_points, set_vertices
 
 SWEEP_TAG = "facecam_sweep"  # JSON: {"expression": ..., "levels": [...], "keys": [...]}
 SET_TAG = "facecam_expression_set"  # JSON: {"intensity": ..., "keys": [...]}
 CONTROL = "facecam_intensity"  # the custom property the sweep's drivers read
 WEIGHT_LIMIT = 10.0  # Blender's largest slider range
-
-
-def key_name(label: str, level: float) -> str:
-    return f"{label} @{level:.2f}"
 
 
 def hat_expressions(levels: list[float]) -> list[str]:
@@ -99,7 +96,7 @@ def bake_sweep(obj, neutral, faces, levels: list[float], label: str, units: str,
     obj.id_properties_ui(CONTROL).update(min=0.0, max=control_maximum(levels), soft_min=0.0, soft_max=levels[-1],
                                         description=f"Intensity of {label}: walks the baked sweep keys")
     for level, face, expr in zip(levels, faces, hat_expressions(levels)):
-        key = _add_key(obj, key_name(label, level), face, units)
+        key = _add_key(obj, intensity_key(label, level), face, units)
         names.append(key.name)
         last, second_last = level == levels[-1], len(levels) > 1 and level == levels[-2]
         key.slider_min = -WEIGHT_LIMIT if second_last else 0.0  # the extrapolating pair (module docstring)
@@ -121,7 +118,7 @@ def bake_expression_set(obj, neutral, faces, labels: list[str], intensity: float
     set_neutral_basis(obj, neutral, units)
     names = []
     for label, face in zip(labels, faces):
-        key = _add_key(obj, key_name(label, intensity), face, units)
+        key = _add_key(obj, intensity_key(label, intensity), face, units)
         names.append(key.name)
         key.slider_min, key.slider_max = 0.0, WEIGHT_LIMIT
     obj[SET_TAG] = json.dumps({"intensity": intensity, "labels": labels, "keys": names})

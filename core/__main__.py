@@ -1,14 +1,15 @@
 """`python -m core generate`: faces from a model outside Blender.
 
     python -m core generate --model outputs/quick/export/facecam-quick --seed 7 --expression 2_smile \
-        --intensity 1.3 --out face.obj                       # face.obj + face.mtl + face.png
-    python -m core generate --model ... --seed 7 --expression 2_smile --sweep 0 0.5 1 1.5 2 --out sweep.obj
-                                                             # sweep_0.obj ... sweep_4.obj, one texture each
-    python -m core generate --model ... --seed 7 --expression 2_smile --out face.glb     # binary glTF
+        --intensity 1.3 --out face.obj                       # face.obj + face.mtl + face.png, in metres
+    python -m core generate --model ... --seed 7 --expression smile --sweep 0 0.5 1 1.5 2 --out sweep.obj
+                                        # sweep_2_smile@0.00.obj ... sweep_2_smile@2.00.obj, one texture each
+    python -m core generate --model ... --seed 7 --expression 2 --out face.glb     # binary glTF (2 = 2_smile)
     python -m core generate --model ... --seed 7 --expression 2_smile --sweep 0.5 1 2 --out sweep.glb
                                         # one mesh at intensity 0 with a morph target per intensity (its texture)
 
---model is a model folder, "owner/name@<commit sha>", or a name from weights_manifest.json.
+--model is a model folder, "owner/name@<commit sha>", or a name from weights_manifest.json. Files are in metres
+(glTF always; OBJ unless --units says cm or mm, and its header names the unit), with vertex normals.
 """
 from __future__ import annotations
 
@@ -18,16 +19,20 @@ from pathlib import Path
 
 from .atomic import write_png_atomic, write_text_atomic
 from .face_model import Face, FaceModel
+from .coordinates import UNIT_TO_METRES, metres_per_unit
 from .gltf import write_glb
 from .hub import WeightsError
+from .names import SEED_MAX, check_seed, intensity_key
 from .obj_io import write_obj
 from .shape_control import INTENSITY_MODES
+from .template import vertex_normals
 
 MAX_INTENSITY = 10.0  # the paper's largest level; beyond it meshes are far outside anything trained
 
 
-def write_face_obj(face: Face, path: Path) -> list[Path]:
-    """face.obj with face.mtl and face.png beside it (no material files when the face has no texture)."""
+def write_face_obj(face: Face, path: Path, model_units: str = "cm", units: str = "m") -> list[Path]:
+    """face.obj with face.mtl and face.png beside it (no material files when the face has no texture); vertices
+    converted from the model's units to `units`, which the header names."""
     written = [path]
     mtl = None
     if face.texture is not None:
@@ -35,61 +40,100 @@ def write_face_obj(face: Face, path: Path) -> list[Path]:
         write_png_atomic(png, face.texture)
         write_text_atomic(mtl, f"newmtl face\nKd 1 1 1\nmap_Kd {png.name}\n")
         written += [mtl, png]
-    header = "\n".join(f"{k}: {v}" for k, v in face.metadata.items())
-    write_obj(path, face.vertices, face.polygon_sizes, face.polygon_vertices, face.uvs, face.polygon_uv_indices,
-              mtllib=mtl.name if mtl else None, material="face" if mtl else None, header=header)
+    header = "\n".join([*(f"{k}: {v}" for k, v in face.metadata.items()), f"units: {units} (y up)"])
+    vertices = face.vertices * (metres_per_unit(model_units) / metres_per_unit(units))
+    write_obj(path, vertices, face.polygon_sizes, face.polygon_vertices, face.uvs, face.polygon_uv_indices,
+              mtllib=mtl.name if mtl else None, material="face" if mtl else None, header=header,
+              normals=vertex_normals(face.vertices, face.polygon_sizes, face.polygon_vertices))
     return written
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _seed(text: str) -> int:
+    try:
+        return check_seed(int(text), "seed")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("+-").isdigit() else
+                                         f"{text!r}: expected a whole number in 0..{SEED_MAX}") from None
+
+
+def build_parser(expression_names: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="facecam inference")
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="generate a face (or an intensity sweep) as OBJ + MTL + PNG")
+    names = (f"This model's expressions: {', '.join(expression_names)}." if expression_names else
+             "Give --model with --help to list a model's expression names.")
+    gen = sub.add_parser(
+        "generate", help="generate a face (or an intensity sweep) as OBJ (+ MTL + PNG) or binary glTF (.glb)",
+        description="Generate a face, or an intensity sweep, as OBJ (+ MTL + PNG texture) or binary glTF. " + names)
     gen.add_argument("--model", required=True, help="model folder, owner/name@<commit sha>, or a manifest name")
-    gen.add_argument("--seed", type=int, default=0, help="identity seed")
-    gen.add_argument("--noise-seed", type=int, default=0)
-    gen.add_argument("--expression", required=True, help="an expression name of the model (or its index)")
-    gen.add_argument("--intensity", type=float, default=1.0,
-                     help=f"0..{MAX_INTENSITY:g}: the displacement from the neutral face in units of the trained "
-                          "expression's (calibrated); past 1 extrapolates")
+    gen.add_argument("--seed", type=_seed, default=0, help=f"identity seed, 0..{SEED_MAX}")
+    gen.add_argument("--noise-seed", type=_seed, default=0, help=f"noise seed, 0..{SEED_MAX}")
+    gen.add_argument("--expression", required=True,
+                     help="the expression: its name (2_smile), its number (2, as in FaceScape's 1-based names: "
+                          "1 = 1_neutral) or its name without the number (smile)")
+    how_much = gen.add_mutually_exclusive_group()
+    how_much.add_argument("--intensity", type=float, default=1.0,
+                          help=f"0..{MAX_INTENSITY:g}: the displacement from the neutral face in units of the trained "
+                               "expression's (calibrated); past 1 extrapolates")
+    how_much.add_argument("--sweep", type=float, nargs="+", metavar="INTENSITY",
+                          help="several intensities: one OBJ each (named by intensity, e.g. NAME_2_smile@0.50.obj), "
+                               "or one .glb with a morph target each")
     gen.add_argument("--intensity-mode", choices=INTENSITY_MODES, default="calibrated",
                      help="calibrated (default), or the paper's z_exp scaling")
-    gen.add_argument("--sweep", type=float, nargs="+", help="several intensities: one file each")
+    gen.add_argument("--units", choices=sorted(UNIT_TO_METRES), default="m",
+                     help="OBJ vertex units (default m, as Blender's importer expects); glTF is always metres")
     gen.add_argument("--no-texture", action="store_true")
     gen.add_argument("--out", required=True, help="output .obj or .glb path")
     return parser
 
 
+def _model_names(argv: list[str]) -> list[str] | None:
+    """The expression names of --model, for --help; None when it cannot be loaded (help still shows)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model")
+    known, _ = pre.parse_known_args(argv)
+    if not known.model:
+        return None
+    try:
+        return FaceModel.from_pretrained(known.model).expression_names
+    except Exception:  # noqa: BLE001 - help must show whatever is wrong with the model; generate reports it
+        return None
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = _model_names(argv) if {"-h", "--help"} & set(argv) else None
+    args = build_parser(names).parse_args(argv)
     try:
         out = Path(args.out)
         if out.suffix.lower() not in (".obj", ".glb"):
             raise ValueError(f"--out {out}: expected a .obj or .glb path")
+        if out.suffix.lower() == ".glb" and args.units != "m":
+            raise ValueError(f"--units {args.units}: glTF positions are metres by the glTF specification; --units "
+                             "applies to OBJ files")
         intensities = args.sweep or [args.intensity]
         bad = [a for a in intensities if not 0 <= a <= MAX_INTENSITY]
         if bad:
             raise ValueError(f"intensity {bad[0]:g} outside 0..{MAX_INTENSITY:g}")
         model = FaceModel.from_pretrained(args.model)
         model.intensity_mode = args.intensity_mode
-        expression = int(args.expression) if args.expression.isdigit() else args.expression
+        label = model.expression_label(args.expression)  # refuses an unknown expression before any work
         out.parent.mkdir(parents=True, exist_ok=True)
         units = model.config.get("units", "cm")
         if out.suffix.lower() == ".glb":
             if args.sweep:  # morph targets over the expression's intensity-0 mesh, in one batch
-                base, *faces = model.sweep(args.seed, expression, [0.0, *intensities], args.noise_seed,
+                base, *faces = model.sweep(args.seed, label, [0.0, *intensities], args.noise_seed,
                                            texture=not args.no_texture)
-                names = [f"{args.expression}_{a:g}" for a in intensities]
-                write_glb(out, base, faces, names, units)
+                write_glb(out, base, faces, [intensity_key(label, a) for a in intensities], units)
             else:
-                write_glb(out, model.generate(args.seed, expression, intensities[0], args.noise_seed,
+                write_glb(out, model.generate(args.seed, label, intensities[0], args.noise_seed,
                                               texture=not args.no_texture), units=units)
             print(out)
             return 0
-        faces = model.sweep(args.seed, expression, intensities, args.noise_seed, texture=not args.no_texture)
-        paths = [out] if not args.sweep else [out.with_name(f"{out.stem}_{i}.obj") for i in range(len(faces))]
+        faces = model.sweep(args.seed, label, intensities, args.noise_seed, texture=not args.no_texture)
+        paths = [out] if not args.sweep else [out.with_name(f"{out.stem}_{intensity_key(label, a)}.obj")
+                                              for a in intensities]
         for face, path in zip(faces, paths):
-            for written in write_face_obj(face, path):
+            for written in write_face_obj(face, path, units, args.units):
                 print(written)
     except (WeightsError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,10 +15,11 @@ identity's neutral plus alpha times the expression's change at intensity 1, so t
 the data's ground truth does and extrapolates past 1; "paper" scales z_exp as the paper does. Textures follow the
 same rule.
 
-Seeds: identity_seed draws z_id ~ N(0, I) (or, for a one-hot model, picks training identity number seed);
+Seeds (0..core.names.SEED_MAX everywhere; anything else is refused): identity_seed draws z_id ~ N(0, I) (or, for a
+one-hot model, picks training identity number seed);
 noise_seed draws one z_noise vector; the shape uses its first shape.z_noise_dim entries and the texture all of it,
 so a face's mesh and texture share (z_id, z_exp, z_noise). Draws use torch's CPU generator, which gives the same
-numbers on every machine.
+numbers on every machine. Expressions are named by name, FaceScape's number or the bare name (core.names).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from . import hub
+from .names import check_seed, resolve_expression
 from .shape_control import INTENSITY_MODES, ShapeGenerator, blend_terms
 from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder, ShapeNetConfig
 from .texture_inference import FastTextureGenerator
@@ -234,20 +236,21 @@ class FaceModel:
     # --- codes -------------------------------------------------------------------------------------------------
 
     def identity_code(self, identity_seed: int) -> torch.Tensor:
+        identity_seed = check_seed(identity_seed, "identity seed")
         if self.z_id_kind == "onehot":
             n = self.shape_cfg.z_id_dim
             if not 0 <= identity_seed < n:
                 raise ValueError(f"identity_seed {identity_seed}: this model's z_id is one-hot over its {n} training "
                                  f"identities; expected 0..{n - 1}")
             return torch.eye(n)[identity_seed]
-        return torch.randn(self.shape_cfg.z_id_dim, generator=torch.Generator().manual_seed(int(identity_seed)))
+        return torch.randn(self.shape_cfg.z_id_dim, generator=torch.Generator().manual_seed(identity_seed))
 
     def noise_code(self, noise_seed: int) -> torch.Tensor:
         dim = max(self.shape_cfg.z_noise_dim, self.texture_cfg.z_noise_dim if self.texture_cfg else 0)
-        return torch.randn(dim, generator=torch.Generator().manual_seed(int(noise_seed)))
+        return torch.randn(dim, generator=torch.Generator().manual_seed(check_seed(noise_seed, "noise seed")))
 
     def expression_code(self, expression: str | int | dict, intensity: float = 1.0) -> torch.Tensor:
-        """z_exp for one expression (name or index), a mix {name: weight}, or for an action-unit model a dict
+        """z_exp for one expression (see core.names.resolve_expression: '2_smile', 2 or 'smile'), a mix {name: weight}, or for an action-unit model a dict
         {AU name: intensity 0..5}; scaled by intensity (values past 1 extrapolate)."""
         n = self.shape_cfg.num_expressions
         mix = expression if isinstance(expression, dict) else {expression: 1.0}
@@ -268,14 +271,10 @@ class FaceModel:
                            intensity)
 
     def _expression_index(self, key: str | int) -> int:
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            if not 0 <= key < len(self.expression_names):
-                raise ValueError(f"expression index {key} outside 0..{len(self.expression_names) - 1}")
-            return int(key)
-        if key not in self.expression_names:
-            raise ValueError(f"unknown expression {key!r} for model {self.name}; known: "
-                             f"{', '.join(self.expression_names)}")
-        return self.expression_names.index(key)
+        try:
+            return resolve_expression(self.expression_names, key)
+        except ValueError as e:
+            raise ValueError(f"model {self.name}: {e}") from None
 
     # --- generation --------------------------------------------------------------------------------------------
 
@@ -328,7 +327,16 @@ class FaceModel:
                  noise_seed: int = 0, texture: bool = True) -> Face:
         return self.sweep(identity_seed, expression, [intensity], noise_seed, texture)[0]
 
+    def expression_label(self, expression: str | int | dict) -> str:
+        """The expression's full name ('2' -> '2_smile'); a mix as 'a+b' (weights in the metadata)."""
+        keys = expression if isinstance(expression, dict) else [expression]
+        return "+".join(self.expression_names[self._expression_index(k)] for k in keys)
+
     def _meta(self, **fields) -> dict:
+        if "expression" in fields:  # the names, not what the caller typed: '2' and '2_smile' are one face
+            e = fields["expression"]
+            fields["expression"] = {self.expression_label(k): float(w) for k, w in e.items()} \
+                if isinstance(e, dict) else self.expression_label(e)
         return {"model": self.name, **fields, "intensity_mode": self.intensity_mode}
 
     def sweep(self, identity_seed: int, expression: str | int | dict, intensities, noise_seed: int = 0,

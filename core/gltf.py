@@ -2,7 +2,8 @@
 morph targets (shape keys in Blender, blend shapes elsewhere), named after their intensities.
 
 glTF has no quads: polygons are fan-triangulated here (the OBJ export keeps quads). Positions are converted to
-metres (glTF's unit) from the template's units; both are y-up, as glTF wants.
+metres (glTF's unit) from the template's units; both are y-up, as glTF wants. Vertex normals (and their morph
+deltas) are written, so importers shade the face smooth.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 from .coordinates import metres_per_unit
-from .template import FaceTemplate
+from .template import FaceTemplate, vertex_normals
 
 _FLOAT, _UINT32 = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -32,6 +33,8 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
                                          return_inverse=True)
     source_vertex = unique[:, 0]
     positions = (face.vertices[source_vertex] * scale).astype(np.float32)
+    # normals of the unsplit mesh, so the split seam vertices shade as one surface
+    normals = vertex_normals(face.vertices, face.polygon_sizes, face.polygon_vertices)[source_vertex]
     uvs = face.uvs[unique[:, 1]].astype(np.float32) * np.array([1, -1], np.float32) + np.array([0, 1], np.float32)
     indices = corner_to_vertex.reshape(-1).astype(np.uint32)
 
@@ -53,13 +56,16 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
         return len(accessors) - 1
 
     primitive = {"attributes": {"POSITION": add(positions, "VEC3", _ARRAY_BUFFER, True),
+                                "NORMAL": add(normals, "VEC3", _ARRAY_BUFFER),
                                 "TEXCOORD_0": add(uvs, "VEC2", _ARRAY_BUFFER)},
                  "indices": add(indices, "SCALAR", _ELEMENT_ARRAY_BUFFER)}
     mesh: dict = {"name": face.metadata.get("model", "face"), "primitives": [primitive]}
     if morph_faces:
         primitive["targets"] = [
             {"POSITION": add((m.vertices[source_vertex] * scale).astype(np.float32) - positions, "VEC3",
-                             _ARRAY_BUFFER, True)} for m in morph_faces]
+                             _ARRAY_BUFFER, True),
+             "NORMAL": add(vertex_normals(m.vertices, m.polygon_sizes, m.polygon_vertices)[source_vertex] - normals,
+                           "VEC3", _ARRAY_BUFFER)} for m in morph_faces]
         mesh["weights"] = [0.0] * len(morph_faces)
         mesh["extras"] = {"targetNames": list(morph_names)}  # Blender's importer names shape keys from these
     gltf: dict = {"asset": {"version": "2.0", "generator": "facecam"}, "scene": 0,

@@ -225,6 +225,8 @@ def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | Non
     offline = offline or env_offline
     where = f"{repo_id}@{revision}"
     server = endpoint or constants.ENDPOINT
+    if not offline:
+        _fail_fast_if_unreachable(repo_id, revision, list(files), cache_dir, endpoint, server)
     paths = {}
     for index, (name, (sha256, size)) in enumerate(files.items()):
         if on_file is not None:
@@ -261,6 +263,31 @@ def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | Non
                                         f"manifest is wrong")
         paths[name] = path
     return paths
+
+
+def _fail_fast_if_unreachable(repo_id: str, revision: str, names: list[str], cache_dir, endpoint: str | None,
+                              server: str) -> None:
+    """huggingface_hub retries a refused connection for about 25 s (backoff 1+2+4+8+8 s) before it gives up on a file
+    it does not have; retrying cannot fix a refused connection, so one HEAD without retries tells at once. Timeouts
+    and server errors (which retrying can fix) are left to huggingface_hub; cached files need no request at all."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    missing = [n for n in names if not isinstance(try_to_load_from_cache(repo_id, n, cache_dir=cache_dir,
+                                                                         revision=revision), str)]
+    if not missing:
+        return
+    try:
+        import httpx2 as http  # huggingface_hub 2's HTTP client
+    except ImportError:
+        import httpx as http
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, missing[0], revision=revision, endpoint=endpoint),
+                             retry_on_errors=False)
+    except http.ConnectError as e:
+        raise WeightsOfflineError(f"{missing[0]!r} of {repo_id}@{revision} is not in the local cache and the hub at "
+                                  f"{server} refused the connection or could not be found ({e}). Check the "
+                                  f"connection and go online once to download it, or {LOCAL_ROUTE}") from e
+    except Exception:  # noqa: BLE001 - every other answer (404, 401, 5xx) is for hf_hub_download to report as usual
+        return
 
 
 def fetch_model_files(entry: ModelEntry, names: list[str] | None = None, cache_dir: str | os.PathLike | None = None,

@@ -118,8 +118,10 @@ def _format_rows(prefix: str, arr: np.ndarray, fmt: str) -> str:
 
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, polygon_sizes: np.ndarray, polygon_vertices: np.ndarray,
               uvs: np.ndarray | None = None, polygon_uv_indices: np.ndarray | None = None,
-              mtllib: str | None = None, material: str | None = None, header: str = "") -> None:
-    """Write one polygon mesh (quads kept), atomically. Indices are 0-based here, 1-based in the file."""
+              mtllib: str | None = None, material: str | None = None, header: str = "",
+              normals: np.ndarray | None = None) -> None:
+    """Write one polygon mesh (quads kept), atomically. Indices are 0-based here, 1-based in the file. normals:
+    (V, 3) per-vertex normals, written as `vn` with the vertex's own index (importers then shade smooth)."""
     vertices = np.asarray(vertices, np.float64)
     if not np.isfinite(vertices).all():
         raise ValueError(f"{path}: refusing to write NaN or infinite vertices")
@@ -130,11 +132,19 @@ def write_obj(path: str | os.PathLike, vertices: np.ndarray, polygon_sizes: np.n
     with_uv = uvs is not None and polygon_uv_indices is not None
     if with_uv:
         parts.append(_format_rows("vt", np.asarray(uvs, np.float64), "%.6f"))
+    if normals is not None:
+        if np.shape(normals) != vertices.shape:
+            raise ValueError(f"{path}: normals {np.shape(normals)} do not match vertices {vertices.shape}")
+        parts.append(_format_rows("vn", np.asarray(normals, np.float64), "%.5f"))
     if material:
         parts.append(f"usemtl {material}\n")
     pv = np.asarray(polygon_vertices, np.int64) + 1
-    corners = [f"{v}/{t}" for v, t in zip(pv.tolist(), (np.asarray(polygon_uv_indices) + 1).tolist())] if with_uv \
-        else [str(v) for v in pv.tolist()]
+    if with_uv:
+        uv = (np.asarray(polygon_uv_indices) + 1).tolist()
+        corners = [f"{v}/{t}/{v}" for v, t in zip(pv.tolist(), uv)] if normals is not None else \
+            [f"{v}/{t}" for v, t in zip(pv.tolist(), uv)]
+    else:
+        corners = [f"{v}//{v}" for v in pv.tolist()] if normals is not None else [str(v) for v in pv.tolist()]
     ends = np.cumsum(polygon_sizes).tolist()
     start = 0
     faces = []

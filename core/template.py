@@ -63,3 +63,21 @@ class FaceTemplate:
             tri_v.append(self.polygon_vertices[corners])
             tri_uv.append(self.polygon_uv_indices[corners])
         return np.concatenate(tri_v).astype(np.int64), np.concatenate(tri_uv).astype(np.int64)
+
+
+def vertex_normals(vertices: np.ndarray, polygon_sizes: np.ndarray, polygon_vertices: np.ndarray) -> np.ndarray:
+    """(V, 3) float32 unit normals: the area-weighted mean of the adjacent polygons' normals (polygons fan-split),
+    so faces import smooth-shaded; a vertex no polygon uses gets (0, 0, 1)."""
+    v = np.asarray(vertices, np.float64)
+    starts = np.concatenate([[0], np.cumsum(polygon_sizes)[:-1]]).astype(np.int64)
+    acc = np.zeros_like(v)
+    for fan in range(1, int(np.max(polygon_sizes, initial=3)) - 1):
+        sel = polygon_sizes >= fan + 2
+        tri = polygon_vertices[starts[sel][:, None] + np.array([0, fan, fan + 1])]
+        n = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])  # length: twice the area
+        for corner in range(3):
+            for axis in range(3):
+                acc[:, axis] += np.bincount(tri[:, corner], n[:, axis], minlength=len(v))
+    length = np.linalg.norm(acc, axis=1, keepdims=True)
+    out = np.where(length > 0, acc / np.where(length > 0, length, 1), np.array([0.0, 0.0, 1.0]))
+    return out.astype(np.float32)

@@ -213,7 +213,7 @@ out["bake_all_again"] = call(bpy.ops.facecam.bake_expressions)
 names = [k.name for k in obj.data.shape_keys.key_blocks]
 out["all_keys"] = names
 expected_smile = coords.y_up_to_z_up_metres(model.generate(8, "2_smile", 1.0, 1).vertices, model.units)
-out["set_key_error"] = float(np.abs(key_co(obj.data.shape_keys.key_blocks["2_smile @1.00"]) - expected_smile).max())
+out["set_key_error"] = float(np.abs(key_co(obj.data.shape_keys.key_blocks["2_smile@1.00"]) - expected_smile).max())
 
 # --- a new identity re-bakes the keys; a bad stored expression changes nothing ---------------------------------------
 settings.identity_seed = 9
@@ -222,7 +222,7 @@ out["regenerate_baked"] = call(bpy.ops.facecam.generate_face)
 new_sweep = model.sweep(9, "2_smile", [0.0, 2 / 3, 4 / 3, 2.0], 1, texture=False)
 keys = obj.data.shape_keys.key_blocks
 out["rebaked_errors"] = [float(np.abs(key_co(keys[n]) - coords.y_up_to_z_up_metres(f.vertices, model.units)).max())
-                         for n, f in zip(["2_smile @0.67", "2_smile @1.33", "2_smile @2.00"], new_sweep[1:])]
+                         for n, f in zip(["2_smile@0.67", "2_smile@1.33", "2_smile@2.00"], new_sweep[1:])]
 out["control_after_regenerate"] = obj["facecam_intensity"]
 record = json.loads(obj["facecam_sweep"])
 record["expression"] = "no_such_expression"

@@ -83,15 +83,15 @@ def test_undo_and_update_in_place_keep_the_users_work(session):
 def test_sweep_keys_and_their_control_follow_the_model(session):
     r, _ = session
     assert r["bake_sweep"] == [["FINISHED"], None]
-    assert r["sweep_keys"] == [["Basis", 1.0, 0.0, 1.0], ["2_smile @0.50", 0.0, 0.0, 1.0],
-                               ["2_smile @1.00", 0.0, 0.0, 1.0], ["2_smile @1.50", 0.0, -10.0, 1.0],
-                               ["2_smile @2.00", 0.0, 0.0, 10.0]]
+    assert r["sweep_keys"] == [["Basis", 1.0, 0.0, 1.0], ["2_smile@0.50", 0.0, 0.0, 1.0],
+                               ["2_smile@1.00", 0.0, 0.0, 1.0], ["2_smile@1.50", 0.0, -10.0, 1.0],
+                               ["2_smile@2.00", 0.0, 0.0, 10.0]]
     assert max(r["sweep_key_errors"]) < 1e-6 and r["basis_error"] < 1e-6  # basis: the neutral face
     assert r["drivers"] == {"count": 4, "simple": True, "valid": True}  # no Python needed to evaluate them
     # the control reproduces each baked level, blends neighbours between, extrapolates the last segment past 2
     assert max(r["control_errors"].values()) < 1e-5, r["control_errors"]
     assert r["control_range"]["soft_max"] == 2.0 and r["control_range"]["max"] > 2.0
-    assert r["rebake_keys"] == ["Basis", "2_smile @0.67", "2_smile @1.33", "2_smile @2.00"]  # replaced
+    assert r["rebake_keys"] == ["Basis", "2_smile@0.67", "2_smile@1.33", "2_smile@2.00"]  # replaced
     assert r["rebake_drivers"] == 3
 
 
@@ -99,8 +99,8 @@ def test_bake_all_expressions_and_regenerating_a_baked_face(session):
     r, _ = session
     expressions = r["model"]["expressions"]
     assert r["bake_all"] == r["bake_all_again"] == [["FINISHED"], None]
-    assert r["all_keys"] == ["Basis", "2_smile @0.67", "2_smile @1.33", "2_smile @2.00",
-                             *[f"{e} @1.00" for e in expressions]]  # baked twice, listed once
+    assert r["all_keys"] == ["Basis", "2_smile@0.67", "2_smile@1.33", "2_smile@2.00",
+                             *[f"{e}@1.00" for e in expressions]]  # baked twice, listed once
     assert r["set_key_error"] < 1e-6
     assert r["regenerate_baked"] == [["FINISHED"], None] and max(r["rebaked_errors"]) < 1e-6
     assert r["control_after_regenerate"] == 1.5  # the sweep's expression: the control shows the chosen intensity

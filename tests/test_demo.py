@@ -47,6 +47,11 @@ def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     assert {"config.json", "shape.safetensors", "texture.safetensors"} <= {p.name for p in model.iterdir()}
     assert (root / "eval" / "report.md").is_file() and (root / "eval" / "texture_report.md").is_file()
     assert "Outputs:" in first.stdout and str((demo / "faces.blend").resolve()) in first.stdout
+    steps = json.loads((demo / "steps.json").read_text())
+    assert steps["fresh"] and steps["total_seconds"] >= sum(s["seconds"] for s in steps["steps"]) > 0
+    page = (root / "results.md").read_text()  # every number of the run in one page, stamped
+    assert "commit " in page and "machine: " in page and "## Shape model" in page and "| SAE |" in page
+    assert "(images/demo_face_1.png)" in page and (root / "images" / "demo_face_1.png").is_file()
 
     second = run_demo(tmp_path, config)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -55,6 +60,7 @@ def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     for step in ("contact sheets", "SAE", "AE baseline", "shape cGANs", "texture ProGAN", "shape evaluation",
                  "texture evaluation", "export", "Blender: faces, sweeps, renders"):
         assert reused[step] == "reused", (step, reused)
+    assert not json.loads((demo / "steps.json").read_text())["fresh"]
 
 
 def test_demo_section_is_checked():

@@ -152,11 +152,21 @@ def test_expression_codes_mixes_and_errors(exported):
     names = model.expression_names
     torch.testing.assert_close(model.expression_code({names[1]: 0.5, names[2]: 0.5}, 2.0),
                                torch.eye(len(names))[1] + torch.eye(len(names))[2])
-    torch.testing.assert_close(model.expression_code(1), model.expression_code(names[1]))
+    # one rule: the name, FaceScape's own number (1-based, as in the names) or the name without the number
+    for key in (2, "2", "smile"):
+        torch.testing.assert_close(model.expression_code(key), model.expression_code("2_smile"))
+    assert names[1] == "2_smile" and model.generate(0, "2", texture=False).metadata["expression"] == "2_smile"
     with pytest.raises(ValueError, match="unknown expression 'smiling'.*1_neutral, 2_smile"):
         model.generate(0, "smiling")
-    with pytest.raises(ValueError, match="expression index 99"):
-        model.generate(0, 99)
+    for number in (0, 99):  # never a 0-based index
+        with pytest.raises(ValueError, match=f"no name here starts with {number}_.*known: 1_neutral"):
+            model.generate(0, number)
+    for seed, what in ((-5, "identity seed -5: expected 0..2147483647"), (2 ** 31, "identity seed 2147483648"),
+                       (1.5, "identity seed 1.5: expected a whole number")):
+        with pytest.raises(ValueError, match=what):
+            model.generate(seed, "2_smile")
+    with pytest.raises(ValueError, match="noise seed -1: expected 0..2147483647"):
+        model.generate(0, "2_smile", noise_seed=-1)
     with pytest.raises(ValueError, match="finite"):
         model.sweep(0, 1, [float("nan")])
 
@@ -222,13 +232,30 @@ def test_command_line_writes_obj_mtl_png(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr
     mesh = read_obj(tmp_path / "face.obj")
     face = FaceModel(out).generate(7, "2_smile", 1.3)
-    np.testing.assert_allclose(mesh.vertices, face.vertices, atol=2e-6)
+    np.testing.assert_allclose(mesh.vertices, face.vertices * 0.01, atol=1e-6)  # metres by default
+    text = (tmp_path / "face.obj").read_text()
+    assert "# units: m (y up)" in text and "# expression: 2_smile" in text and text.count("\nvn ") == len(face.vertices)
     assert "map_Kd face.png" in (tmp_path / "face.mtl").read_text() and (tmp_path / "face.png").is_file()
+    cm = subprocess.run(cmd[:-2] + ["--units", "cm", "--out", str(tmp_path / "cm.obj")], cwd=ROOT,
+                        capture_output=True, text=True)
+    assert cm.returncode == 0, cm.stderr
+    np.testing.assert_allclose(read_obj(tmp_path / "cm.obj").vertices, face.vertices, atol=2e-6)
     sweep = subprocess.run(cmd[:-4] + ["--sweep", "0", "1", "2", "--out", str(tmp_path / "s.obj")], cwd=ROOT,
                            capture_output=True, text=True)
-    assert sweep.returncode == 0 and all((tmp_path / f"s_{i}.obj").is_file() for i in range(3))
+    assert sweep.returncode == 0 and all((tmp_path / f"s_2_smile@{a}.obj").is_file() for a in ("0.00", "1.00", "2.00"))
+    by_number = subprocess.run(cmd[:9] + ["1", "--out", str(tmp_path / "n.obj")], cwd=ROOT, capture_output=True,
+                               text=True)
+    assert by_number.returncode == 0 and "# expression: 1_neutral" in (tmp_path / "n.obj").read_text()
+    helped = subprocess.run(cmd[:4] + ["--model", str(out), "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert helped.returncode == 0 and "1_neutral, 2_smile" in " ".join(helped.stdout.split()), helped.stdout
     for args, message in ((["--expression", "smirk"], "unknown expression 'smirk'"),
+                          (["--expression", "0"], "no name here starts with 0_"),
                           (["--intensity", "11"], "intensity 11 outside 0..10"),
+                          (["--seed", "-5"], "seed -5: expected 0..2147483647"),
+                          (["--noise-seed", "99999999999999999999999"], "expected 0..2147483647"),
+                          (["--seed", "x"], "'x': expected a whole number"),
+                          (["--intensity", "1.3", "--sweep", "0.5", "1"], "not allowed with argument"),
+                          (["--units", "cm", "--out", str(tmp_path / "x.glb")], "--units applies to OBJ"),
                           (["--model", "no-such-model"], "unknown model 'no-such-model'")):
         bad = cmd[:4] + ["--model", str(out), "--seed", "1", "--expression", "2_smile", "--out",
                          str(tmp_path / "x.obj")] + args
@@ -255,13 +282,21 @@ GLB_IMPORT = r'''
 import json, sys
 import bpy
 bpy.ops.wm.read_factory_settings(use_empty=True)
-bpy.ops.import_scene.gltf(filepath=sys.argv[-1])
+if sys.argv[-1].endswith(".obj"):
+    bpy.ops.wm.obj_import(filepath=sys.argv[-1])
+else:
+    bpy.ops.import_scene.gltf(filepath=sys.argv[-1])
 obj = [o for o in bpy.context.scene.objects if o.type == "MESH"][0]
 me = obj.data
+# smooth: faces not flagged sharp, and corner normals that vary across a face (flat shading gives one per face)
+smooth = sum(p.use_smooth for p in me.polygons) / len(me.polygons)
+corner = [tuple(round(c, 4) for c in n.vector) for n in me.corner_normals]
+varying = sum(len(set(corner[p.loop_start:p.loop_start + p.loop_total])) > 1 for p in me.polygons) / len(me.polygons)
 keys = me.shape_keys.key_blocks if me.shape_keys else []
 mats = [m for m in me.materials if m]
 images = [n.image.size[:] for m in mats for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image]
 print("RESULT " + json.dumps({"keys": [k.name for k in keys], "uv_layers": len(me.uv_layers), "images": images,
+      "smooth": smooth, "varying_normals": varying,
       "dims": list(obj.dimensions), "key_dims": [[max(p.co[i] for p in k.data) - min(p.co[i] for p in k.data)
                                                   for i in range(3)] for k in keys]}))
 '''
@@ -278,7 +313,7 @@ def test_glb_sweep_imports_into_blender_with_named_morph_targets(exported, tmp_p
     script.write_text(GLB_IMPORT)
     proc = subprocess.run([sys.executable, str(script), str(glb)], capture_output=True, text=True, timeout=300)
     result = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
-    assert result["keys"] == ["Basis", "3_mouth_stretch_0.5", "3_mouth_stretch_2"]
+    assert result["keys"] == ["Basis", "3_mouth_stretch@0.50", "3_mouth_stretch@2.00"]
     assert result["uv_layers"] == 1 and len(result["images"]) == 1 and result["images"][0][0] > 0
     model = FaceModel(out)
     # glTF is y-up in metres; Blender turns it z-up: Blender (x, y, z) extents = model (x, z, y) extents / 100
@@ -286,6 +321,20 @@ def test_glb_sweep_imports_into_blender_with_named_morph_targets(exported, tmp_p
         v = model.generate(3, "3_mouth_stretch", a).vertices
         extent = (v.max(0) - v.min(0)) * 0.01
         np.testing.assert_allclose(key, extent[[0, 2, 1]], rtol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".obj", ".glb"])
+def test_exports_import_into_blender_in_metres_and_smooth(exported, tmp_path, suffix):
+    path = tmp_path / f"face{suffix}"
+    proc = subprocess.run([sys.executable, "-m", "core", "generate", "--model", str(exported[0]), "--seed", "5",
+                           "--expression", "2_smile", "--out", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "import.py"
+    script.write_text(GLB_IMPORT)
+    proc = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=300)
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert 0.2 <= result["dims"][2] <= 0.35, result["dims"]  # a head's height in metres, Blender's z
+    assert result["smooth"] == 1.0 and result["varying_normals"] > 0.9, result
 
 
 def _publish(folder: Path, repo_id: str, endpoint: str, token: str | None, *extra: str):
@@ -401,3 +450,14 @@ def test_action_unit_model_takes_named_intensities(exported_au):
     assert "action units" in (folder / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown expression 'AU99'"):
         model.generate(1, {"AU99": 1.0})
+
+
+def test_model_card_keeps_no_empty_sections_and_names_the_data_license():
+    from train.export import card_metrics, model_card
+    report = "# Shape model evaluation\n\n## Reconstruction\n\n| a |\n\n## Embeddings\n\n![t-SNE](tsne.png)\n"
+    metrics = card_metrics(report)
+    assert "### Reconstruction" in metrics and "| a |" in metrics
+    assert "Embeddings" not in metrics and "![" not in metrics and "# Shape" not in metrics
+    card = model_card({"license": "MIT", "name": "m", "expression_labels": "classes", "expressions": ["1_neutral"],
+                       "texture": None}, {"trained_on": "x", "metrics": metrics})
+    assert "Copyright (c) 2020 USC Institute for Creative Technologies" in card

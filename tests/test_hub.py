@@ -305,3 +305,16 @@ def test_facecam_turns_huggingface_hub_telemetry_off_unless_the_user_chose():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(env, HF_HUB_DISABLE_TELEMETRY="0"),
                          capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_refused_connection_is_reported_within_seconds(tmp_path):
+    import socket
+    import time
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening, so the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(hub.WeightsOfflineError, match=rf"hub at http://127.0.0.1:{port} refused the connection"):
+            hub.fetch_files(REPO, "a" * 40, {"config.json": (None, None)}, cache_dir=tmp_path / "cache",
+                            endpoint=f"http://127.0.0.1:{port}")
+        assert time.monotonic() - started < 5  # huggingface_hub alone retries for about 25 s

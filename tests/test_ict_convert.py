@@ -186,7 +186,7 @@ def test_failed_conversion_keeps_the_previous_output(tmp_path):
 
 
 def test_cli_reports_errors_and_requires_out(tmp_path, capsys):
-    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "o.npz")]) == 1
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "o.npz")]) == 2  # as every command-line error
     assert "not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(RAW)])

@@ -1,5 +1,5 @@
-"""The README cannot drift from the code: every `python -m train`, `python -m core`, `python build_addon.py` and
-`torchrun ... -m train` command in its code blocks parses with today's argument parsers (the quick ones are also
+"""The README and docs/ cannot drift from the code: every `python -m train`, `python -m core`, `python build_addon.py`
+and `torchrun ... -m train` command in their code blocks parses with today's argument parsers (the quick ones are also
 run: `make demo` by .ci/run, the add-on build and a CLI generate by tests)."""
 import importlib.util
 import re
@@ -22,7 +22,7 @@ def _build_addon_parser():
 
 
 def readme_commands() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     commands = []
     for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -57,3 +57,10 @@ def test_readme_command_parses(words):
         pass  # benchmarks: run by hand, their options documented in bench/README.md
     else:
         pytest.fail(f"a README command no test knows: {' '.join(words)}")
+
+
+def test_readme_numbers_are_not_dated_by_work_history():
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text().lower()
+        for phrase in ("session", "last time", "this week"):
+            assert phrase not in text, f"{path.name}: dates numbers by work history ({phrase!r}); use a version or commit"

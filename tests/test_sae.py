@@ -159,3 +159,28 @@ def test_mix_partners_are_other_people_making_the_same_expression():
     aus = torch.rand(len(frames), 4)
     partner = mix_partners(torch.arange(len(frames)), frames, aus, torch.Generator().manual_seed(1))
     assert (frames[partner] != frames).all() and partner.max() < len(frames)
+
+
+def test_ctrl_c_says_how_to_resume_and_resuming_a_finished_run_changes_nothing(tiny, tmp_path):
+    cfg, stored, folder = tiny
+    spec = json.loads(Path(cfg["_path"]).read_text())
+    spec["shape"]["sae"]["epochs"] = 400  # long enough (seconds) for the signal to land mid-run
+    (folder / "ctrl_c.json").write_text(json.dumps(spec))
+    args = ["sae", "--config", str(folder / "ctrl_c.json"), "--out", str(tmp_path / "run")]
+    proc = _cli(args, folder)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "run/checkpoint.pt").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"resume with `python -m train {' '.join(args)} --resume`" in err, err
+    finished = _cli(args + ["--resume"], folder)
+    assert finished.wait(timeout=300) == 0, finished.stderr.read()
+    assert len(log_rows(tmp_path / "run")) == 400
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")}
+    again = _cli(args + ["--resume"], folder)
+    assert again.wait(timeout=300) == 0
+    assert "already finished (400 epochs); nothing to do" in again.stderr.read()
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before

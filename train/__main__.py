@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--set", choices=("facescape", "bp4d"), default="facescape")
     exp.add_argument("--out", help="model folder (default: outputs/CONFIG/export/facecam-CONFIG)")
     exp.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
+    res = sub.add_parser("results", help="every measured number of a config's reports and benchmarks in one page, "
+                                         "stamped with the commit and machine")
+    res.add_argument("--config", default="quick")
+    res.add_argument("--out", help="page path (default: outputs/CONFIG/results.md; docs/results.md for the README)")
     pub = sub.add_parser("publish", help="upload an exported model folder to the hub and print its manifest entry")
     pub.add_argument("--model", required=True, help="the exported model folder")
     pub.add_argument("--repo-id", required=True, help="owner/name on the hub")
@@ -61,7 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE = ("sae", "cgan", "texture")  # commands with --resume; demo and seeds resume their runs by themselves
+
+
+def stopped_message(args, argv: list[str]) -> str:
+    """What to type to carry on after Ctrl-C."""
+    if args.command in RESUMABLE:
+        again = " ".join(["python -m train", *[a for a in argv if a != "--resume"], "--resume"])
+        return f"stopped; the last finished epoch is in its checkpoint: resume with `{again}`"
+    if args.command in ("demo", "seeds"):
+        return (f"stopped; run `python -m train {' '.join(argv)}` again: finished steps are reused and a stopped "
+                "training run resumes from its last epoch")
+    return f"stopped; nothing half-written was kept: run `python -m train {' '.join(argv)}` again"
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "data":
@@ -81,6 +100,9 @@ def main(argv=None) -> int:
         if args.command == "cgan":
             from train.cgan import main as cgan_main
             return cgan_main(args)
+        if args.command == "results":
+            from train.results import main as results_main
+            return results_main(args)
         if args.command == "publish":
             from train.publish import main as publish_main
             return publish_main(args)
@@ -96,6 +118,9 @@ def main(argv=None) -> int:
     except (ConfigError, WeightsError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # checkpoints and outputs are written atomically: what is on disk is whole
+        print(f"\n{stopped_message(args, argv)}", file=sys.stderr)
+        return 130
     return 0
 
 

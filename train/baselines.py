@@ -30,20 +30,20 @@ class BilinearModel:
         n_id, n_exp = train_meshes.shape[:2]
         x = train_meshes.reshape(n_id, n_exp, -1).astype(np.float64)
         self.mean = x.mean((0, 1))
-        x = x - self.mean
+        x -= self.mean  # in place: x is 2.6 GB at 200 identities
         self.id_rank, self.exp_rank = min(id_rank, n_id), min(exp_rank, n_exp)
         # HOSVD: leading left singular vectors of the identity and expression unfoldings (via small Gram matrices)
         by_id = x.reshape(n_id, -1)  # a view: at 200 identities x is 2.6 GB, so no transposed copy of it either
-        u_id = np.linalg.eigh(by_id @ by_id.T)[1][:, ::-1][:, :self.id_rank]
-        u_exp = np.linalg.eigh(np.einsum("iek,ifk->ef", x, x))[1][:, ::-1][:, :self.exp_rank]
-        # two contractions, not one three-operand einsum (which loops over every index at once: hours at 200 ids)
-        core = np.einsum("aek,eb->abk", (u_id.T @ by_id).reshape(self.id_rank, n_exp, -1), u_exp).reshape(
-            self.id_rank * self.exp_rank, -1)
-        # Every model mesh lies in the span of the core's rows: fit in that (R_id*R_exp)-d span, not in 3V.
-        evals, evecs = np.linalg.eigh(core @ core.T)
-        keep = evals > evals.max() * 1e-12
-        self.span = (evecs[:, keep].T @ core) / np.sqrt(evals[keep])[:, None]  # orthonormal rows
-        self.core = (core @ self.span.T).reshape(self.id_rank, self.exp_rank, -1)  # (R_id, R_exp, S)
+        # contiguous copies: a product with a reversed (strided) view leaves BLAS for numpy's own loop (a minute here)
+        u_id = np.ascontiguousarray(np.linalg.eigh(by_id @ by_id.T)[1][:, ::-1][:, :self.id_rank])
+        u_exp = np.ascontiguousarray(np.linalg.eigh(np.einsum("iek,ifk->ef", x, x))[1][:, ::-1][:, :self.exp_rank])
+        # two matrix products (tensordot: BLAS), not one three-operand einsum (hours at 200 ids) nor einsum's loops
+        core = np.tensordot((u_id.T @ by_id).reshape(self.id_rank, n_exp, -1), u_exp, axes=([1], [0]))
+        self.core = np.ascontiguousarray(core.transpose(0, 2, 1)).reshape(self.id_rank * self.exp_rank, -1)
+        # The fit needs only inner products with the core's rows: their Gram tensor K[a,b,c,d] = <core[a,b],
+        # core[c,d]> once here, and each mesh's <core[a,b], y> (earlier versions projected everything onto an
+        # orthonormal basis of the rows first: two more products of this size, a minute at 200 identities)
+        self.gram = (self.core @ self.core.T).reshape(self.id_rank, self.exp_rank, self.id_rank, self.exp_rank)
         self.w_exp_init = u_exp.mean(0)
         self.iterations = iterations
 
@@ -51,11 +51,9 @@ class BilinearModel:
         """(w_id (M, R_id), w_exp (M, R_exp)) minimising the squared error to each mesh (M, V, 3), by alternating
         least squares, all meshes at once: each half-step's normal equations are assembled from the core's Gram
         tensor K[a,b,c,d] = <core[a,b], core[c,d]>, so no (S x R) design matrix is ever built per mesh."""
-        y = (meshes.reshape(len(meshes), -1).astype(np.float64) - self.mean) @ self.span.T  # (M, S)
-        n_id, n_exp, _ = self.core.shape
-        flat = self.core.reshape(n_id * n_exp, -1)
-        gram = (flat @ flat.T).reshape(n_id, n_exp, n_id, n_exp)
-        projected = (y @ flat.T).reshape(len(y), n_id, n_exp)  # <core[a,b], y>
+        y = meshes.reshape(len(meshes), -1).astype(np.float64) - self.mean
+        gram, n_id, n_exp = self.gram, self.id_rank, self.exp_rank
+        projected = (y @ self.core.T).reshape(len(y), n_id, n_exp)  # <core[a,b], y>
         w_exp = np.repeat(self.w_exp_init[None], len(y), axis=0)
         for _ in range(self.iterations):
             lhs = np.einsum("abcd,mb,md->mac", gram, w_exp, w_exp, optimize=True)
@@ -69,8 +67,7 @@ class BilinearModel:
         for start in range(0, len(meshes), chunk):
             w_id, w_exp = self.fit(meshes[start:start + chunk])
             coefficients = (w_id[:, :, None] * w_exp[:, None, :]).reshape(len(w_id), -1)
-            coords = coefficients @ self.core.reshape(len(coefficients[0]), -1)
-            out.append(self.mean + coords @ self.span)
+            out.append(self.mean + coefficients @ self.core)
         return np.concatenate(out).reshape(meshes.shape).astype(np.float32)
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from core.atomic import write_safetensors_atomic, write_text_atomic
 from core.shape_networks import EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, ShapeNetConfig
 from train.losses import expression_loss
-from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
+from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 
 
@@ -113,6 +113,9 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
     net_cfg = dataclasses.replace(net_cfg, z_id_dim=z_ids.shape[1])
     snapshot = {"config": cfg["name"], "cgan": gcfg.__dict__, "network": net_cfg.to_dict(), "sae": str(sae_dir)}
     run, state, place, dev = open_run(out_dir, snapshot, resume, device)
+    if finished_already(run, state, gcfg.epochs, ("generators.safetensors", "discriminator.safetensors",
+                                                  "z_id.safetensors", "cgan.json")):
+        return run.path
     if place.active:
         # The generators step on per-head gradients (autograd.grad), which DDP's all-reduce hooks never see, and
         # the data is a few thousand 130-d embeddings: one process is the right size.

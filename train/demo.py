@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
+from core.atomic import write_text_atomic
 from train.config import config_path, data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
@@ -69,6 +70,8 @@ def _train(config: str, args: list[str], run: Path, finished: str) -> str:
         return "reused"
     resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
     code = train_main([*args, "--config", config, "--out", str(run), *resume])
+    if code == 130:  # Ctrl-C: the demo stops too (and says how to go on)
+        raise KeyboardInterrupt
     if code:
         raise SystemExit(f"`python -m train {' '.join(args)} --config {config}` failed ({code})")
     return "resumed" if resume else "trained"
@@ -152,7 +155,13 @@ def run_demo(config: str = "quick") -> int:
         (demo / "result.json").write_text(json.dumps(result, indent=1))
     _step(log, "Blender: faces, sweeps, renders", faces_in_blender)
 
-    print(f"\nfacecam demo ({name}) finished in {time.perf_counter() - start:.0f} s.")
+    total = time.perf_counter() - start
+    steps = {"config": name, "total_seconds": total, "fresh": all(how != "reused" for _, how, _ in log),
+             "steps": [{"step": step, "how": how, "seconds": seconds} for step, how, seconds in log]}
+    write_text_atomic(demo / "steps.json", json.dumps(steps, indent=1))
+    from train.results import results_page
+    page = results_page(name, root / "results.md")
+    print(f"\nfacecam demo ({name}) finished in {total:.0f} s.")
     print("\n| step | | s |\n|---|---|---:|")
     for step, how, seconds in log:
         print(f"| {step} | {how} | {seconds:.1f} |")
@@ -163,7 +172,7 @@ def run_demo(config: str = "quick") -> int:
                "texture evaluation (texture_report.md, texture_grid.png)": root / "eval" / "texture_report.md",
                "exported model folder": model, "Blender scene": blend,
                **{f"render {Path(p).name}": p for p in result.get("renders", [])},
-               "sweep strip": result.get("strip", "")}
+               "sweep strip": result.get("strip", ""), "every number of this run (results page)": page}
     print("\nOutputs:")
     for what, path in outputs.items():
         print(f"  {what}: {Path(path).resolve()}")

@@ -63,6 +63,21 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
     return out
 
 
+def card_metrics(report: str) -> str:
+    """An evaluation report as the card's Evaluation section: its title dropped, its headings one level down, no
+    images (the card travels without them), and no heading left without content."""
+    lines = [f"#{line}" if line.startswith("## ") else line for line in report.splitlines()
+             if not line.startswith(("![", "# "))]
+    kept = []
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            rest = next((x for x in lines[i + 1:] if x.strip()), "#")
+            if rest.startswith("#"):
+                continue  # a heading whose section was only images
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
 def model_card(config: dict, card: dict) -> str:
     metrics = card.get("metrics") or "No evaluation report was found when this model was exported."
     kind = "action units (BP4D-like)" if config["expression_labels"] == "action_units" else "holistic expressions"
@@ -77,7 +92,8 @@ def model_card(config: dict, card: dict) -> str:
         "## Intended use", "",
         "Generating stylised, synthetic head meshes for art, animation tests and research on controllable face "
         "models. The identities are synthetic; the model is not for identifying or imitating real people.", "",
-        "## License", "", f"{config['license']}. The training data derive from ICT-FaceKit (MIT).", ""])
+        "## License", "", f"{config['license']}. The training data derive from ICT-FaceKit (MIT License, Copyright (c) "
+        "2020 USC Institute for Creative Technologies; https://github.com/ICT-VGL/ICT-FaceKit).", ""])
 
 
 def main(args) -> int:
@@ -101,9 +117,7 @@ def main(args) -> int:
     report = root / "eval" / ("report_au.md" if args.set == "bp4d" else "report.md")
     card = {"trained_on": f"The synthetic {args.set} set of the `{data_cfg.config_name}` config, built from "
                           f"ICT-FaceKit by facecam's data generator (no FaceScape or BP4D data).",
-            "license": "MIT", "metrics": "\n".join(
-                line for line in report.read_text().splitlines() if not line.startswith("![")  # no images here
-            ) if report.is_file() else None}
+            "license": "MIT", "metrics": card_metrics(report.read_text()) if report.is_file() else None}
     name = f"facecam-{data_cfg.config_name}{suffix.replace('_', '-')}"
     out = Path(args.out) if args.out else root / "export" / name
     stored = StoredSet(set_dir(data_cfg.config_name, args.set))

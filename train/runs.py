@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,16 @@ def open_run(out_dir: str | os.PathLike, snapshot: dict, resume: bool, device: s
     if not place.is_main and resume:
         state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
     return run, state, place, dev
+
+
+def finished_already(run: RunFolder, state: dict | None, epochs: int, outputs: tuple[str, ...]) -> bool:
+    """True for a resumed run whose checkpoint holds all `epochs` and whose final `outputs` exist: it is left as it
+    is (nothing rewritten, so nothing downstream looks newer) and says so."""
+    if state is None or int(state["epoch"]) < epochs or not all((run.path / o).is_file() for o in outputs):
+        return False
+    print(f"{run.path}: already finished ({epochs} epochs); nothing to do", file=sys.stderr)
+    shutdown_distributed()
+    return True
 
 
 def epoch_order(n: int, seed: int, epoch: int, place: Distributed, limit: int = 0) -> torch.Tensor:

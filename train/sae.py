@@ -31,7 +31,7 @@ from core.atomic import atomic_path, write_safetensors_atomic, write_text_atomic
 from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
 from train.data.expressions import AU_MAX_INTENSITY
 from train.losses import expression_loss
-from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
+from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 
 
@@ -84,6 +84,8 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
     snapshot = {"config": cfg["name"], "supervised": supervised, "network": net_cfg.to_dict(),
                 "sae": sae_cfg.__dict__, "data": str(stored.path)}
     run, state, dist_info, dev = open_run(out_dir, snapshot, resume, device)
+    if finished_already(run, state, sae_cfg.epochs, ("sae.safetensors", "sae.json", "embeddings.npz")):
+        return run.path
 
     seed_everything(sae_cfg.seed)
     meshes, id_labels, exp_labels = training_meshes(stored)

@@ -40,7 +40,7 @@ from core.texture_networks import TextureDiscriminator, TextureGenerator, Textur
 from train.cgan import identity_codes
 from train.data.expressions import AU_MAX_INTENSITY, FACESCAPE_EXPRESSIONS
 from train.losses import expression_loss
-from train.runs import epoch_order, open_run, seed_everything, shutdown_distributed
+from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 from train.texture_config import texture_section
 
@@ -281,6 +281,10 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
     au = net_cfg.expression_labels == "au_intensities"
     snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}
     run, state, place, dev = open_run(out_dir, snapshot, resume, device)
+    if finished_already(run, state, len(phases(net_cfg)) * tcfg.epochs_per_phase,
+                        ("texture.safetensors", "texture_discriminator.safetensors", "template_crop.png",
+                         "texture.json")):
+        return run.path
 
     seed_everything(tcfg.seed)
     images, id_labels, exp_targets = training_textures(stored)

@@ -44,8 +44,11 @@ def add_parser(subparsers) -> None:
 
     e = with_config(sub.add_parser("export", help="write a synthetic set in the FaceScape or BP4D folder layout"))
     e.add_argument("--set", choices=SETS, required=True)
-    e.add_argument("--out", required=True, help="root folder of the layout (must be empty or absent)")
-    e.add_argument("--identities", type=int, help="export only the first N identities")
+    e.add_argument("--out", required=True, help="root folder of the layout (empty or absent, or an earlier export "
+                                                "with --overwrite)")
+    e.add_argument("--identities", type=int, help="export only the first N identities (3 or more: train, validation "
+                                                  "and test need one each)")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
 
     c = sub.add_parser("convert-ict", help="build the ICT-FaceKit npz from a clone's FaceXModel/ folder")
     c.add_argument("folder")
@@ -77,7 +80,7 @@ def run(args) -> int:
             source = synthetic_set(kind, cfg)
             bad = [i for i in args.identities if not 0 <= i < source.num_identities]
             if bad:
-                raise SystemExit(f"--identities {bad}: the {kind} set of config {cfg.config_name!r} has identities "
+                raise ValueError(f"--identities {bad}: the {kind} set of config {cfg.config_name!r} has identities "
                                  f"0..{source.num_identities - 1}")
             if kind == "facescape":
                 print(f"contact sheet: {facescape_sheet(source, out / 'facescape_sheet.png', args.identities)}")
@@ -90,7 +93,7 @@ def run(args) -> int:
         out = Path(args.out) if args.out else output_root(cfg.config_name) / "data" / "linearity.md"
         identities = args.identities or cfg.facescape.num_identities
         if identities < 10:
-            raise SystemExit(f"--identities {identities}: need at least 10 (train, validation and test)")
+            raise ValueError(f"--identities {identities}: need at least 10 (train, validation and test)")
         columns = measure_columns(cfg, num_identities=identities)
         command = f"python -m train data linearity --config {shlex.quote(args.config)}" + (
             f" --identities {args.identities}" if args.identities else "")
@@ -106,15 +109,15 @@ def run(args) -> int:
             # Identity i depends only on (seed, i), so a smaller set holds the same first identities.
             set_cfg = getattr(cfg, args.set)
             if not 3 <= args.identities <= set_cfg.num_identities:
-                raise SystemExit(f"--identities {args.identities}: expected 3..{set_cfg.num_identities}")
+                raise ValueError(f"--identities {args.identities}: expected 3..{set_cfg.num_identities}")
             cfg = dataclasses.replace(cfg, **{args.set: dataclasses.replace(set_cfg, num_identities=args.identities)})
         source = synthetic_set(args.set, cfg)
         if args.set == "facescape":
             from train.data.facescape import export_facescape_layout
-            path = export_facescape_layout(source, args.out)
+            path = export_facescape_layout(source, args.out, overwrite=args.overwrite)
         else:
             from train.data.bp4d import export_bp4d_layout
-            path = export_bp4d_layout(source, args.out)
+            path = export_bp4d_layout(source, args.out, overwrite=args.overwrite)
         print(f"{args.set} layout: {path}")
     return 0
 

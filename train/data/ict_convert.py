@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         out = convert_facexmodel(args.folder, args.out, allow_partial=args.allow_partial)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {out}")
     return 0
 

@@ -264,11 +264,12 @@ def _check_export_target(root: Path, overwrite: bool, marker: str) -> bool:
     if not root.is_dir() or not any(root.iterdir()):
         return False
     if not overwrite:
-        raise ValueError(f"{root}: export folder is not empty; pass overwrite=True to replace a previous export")
+        raise ValueError(f"{root}: export folder is not empty; pass --overwrite (overwrite=True from Python) to replace "
+                         "a previous export, or choose another --out")
     if not (root / marker).is_file():
         # Replacing removes the old folder whole, so only a folder this exporter wrote may be replaced.
         raise ValueError(f"{root}: export folder is not empty and holds no {marker}, so it is not a previous "
-                         "export; refusing to replace it even with overwrite=True")
+                         "export; refusing to replace it even with --overwrite")
     return True
 
 
