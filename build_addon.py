@@ -1,7 +1,8 @@
 """Build facecam's installable Blender extension zip: `python build_addon.py [--out dist] [--wheels]`.
 
 The zip holds blender_manifest.toml, the add-on (blender_addon/), core/ bundled beside it, and
-weights_manifest.json. The version comes from core.__version__, the one place it is set.
+weights_manifest.json, and with --model FOLDER an exported model (model/: what generation reads and its model card),
+which the add-on then uses by default. The version comes from core.__version__, the one place it is set.
 
 Blender's Python has numpy but not torch, pillow, safetensors or huggingface_hub. --wheels downloads them (with
 their dependencies, for this platform and Blender's Python 3.11) with pip and bundles them: Blender installs an
@@ -99,7 +100,30 @@ def package_files() -> list[tuple[Path, str]]:
     return files
 
 
-def build(out_dir: Path, wheels: list[Path] = ()) -> Path:
+BUNDLED_MODEL_DIR = "model"  # where a bundled model lives inside the extension (blender_addon/model_session.py)
+
+
+def model_files(folder: Path) -> list[tuple[Path, str]]:
+    """(source file, path inside the zip) for a model folder written by `python -m train export`: what generation
+    reads, and its model card (what it was trained on, its license)."""
+    import json
+    from core.face_model import GENERATION_FILES, TEXTURE_FILE
+    config = folder / "config.json"
+    if not config.is_file():
+        raise SystemExit(f"--model {folder}: no config.json; expected a folder written by `python -m train export`")
+    try:
+        texture = json.loads(config.read_text()).get("texture")
+    except ValueError as e:
+        raise SystemExit(f"--model {folder}: config.json is not JSON ({e})") from None
+    names = [*GENERATION_FILES, *([TEXTURE_FILE] if texture else []), "README.md"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise SystemExit(f"--model {folder}: missing {', '.join(missing)}; export the model again")
+    return [(folder / n, f"{BUNDLED_MODEL_DIR}/{n}") for n in names]
+
+
+def build(out_dir: Path, wheels: list[Path] = (), model: Path | None = None) -> Path:
+    bundled_model = model_files(model) if model else []
     out_dir.mkdir(parents=True, exist_ok=True)
     platforms = wheel_platforms(list(wheels))
     suffix = f"-{platforms[0]}" if len(platforms) == 1 else ""
@@ -108,6 +132,8 @@ def build(out_dir: Path, wheels: list[Path] = ()) -> Path:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("blender_manifest.toml", manifest_toml(wheels))
             for source, name in package_files():
+                zf.write(source, name)
+            for source, name in bundled_model:
                 zf.write(source, name)
             for wheel in wheels:
                 zf.write(wheel, f"wheels/{wheel.name}", compress_type=zipfile.ZIP_STORED)  # already compressed
@@ -122,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="download torch, pillow, safetensors, huggingface_hub, tqdm (and dependencies) for "
                              "this platform with pip and bundle them")
     wheels.add_argument("--wheel-dir", help="bundle the .whl files in this folder instead of downloading")
+    parser.add_argument("--model", help="bundle this exported model folder (python -m train export): the extension "
+                                        "then makes faces on install, with no preference set")
     return parser
 
 
@@ -132,7 +160,9 @@ def main(argv=None) -> int:
         bundled = download_wheels(ROOT / "build" / "wheels")
     elif args.wheel_dir:
         bundled = collect_wheels(Path(args.wheel_dir))
-    print(f"extension: {build(Path(args.out), bundled)}")
+    target = build(Path(args.out), bundled, Path(args.model) if args.model else None)
+    print(f"extension: {target}")
+    print(f"size: {target.stat().st_size / 2 ** 20:.1f} MiB")
     return 0
 
 

@@ -43,8 +43,31 @@ def cache_dir(prefs) -> Path:
     return Path(bpy.utils.extension_path_user(__package__, path="hub_cache", create=True))
 
 
+BUNDLED_MODEL = ADDON_DIR / "model"  # build_addon.py --model puts an exported model folder here
+
+
+def has_bundled_model() -> bool:
+    return (BUNDLED_MODEL / "config.json").is_file()
+
+
+def bundled_model_line() -> str:
+    """What the bundled model is, what it was trained on and its license, from its config.json."""
+    if not has_bundled_model():
+        return "none in this build"
+    try:
+        config = json.loads((BUNDLED_MODEL / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "unreadable config.json"
+    return f"{config.get('name', '?')} ({config.get('license', '?')}): {config.get('trained_on', '')}"
+
+
 def source(prefs) -> str:
     """The source string core.FaceModel.from_pretrained takes, from the preferences."""
+    if prefs.source_kind == "BUNDLED":
+        if not has_bundled_model():
+            raise SessionError("This build of facecam has no bundled model (build it with `python build_addon.py "
+                               "--model FOLDER`): choose Local folder in Preferences > Add-ons > facecam")
+        return str(BUNDLED_MODEL)
     if prefs.source_kind == "FOLDER":
         if not prefs.folder:
             raise SessionError("No model folder set: choose one in Preferences > Add-ons > facecam (a folder "

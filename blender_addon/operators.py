@@ -10,6 +10,7 @@ import traceback
 import bpy
 
 from . import model_session, preview_render, shape_keys, texture_jobs
+from .core.names import SEED_MAX
 from .scene_mesh import FACE_TAG, is_face, write_face
 
 
@@ -177,7 +178,7 @@ class FACECAM_OT_random_identity(bpy.types.Operator):
 
     def execute(self, context):
         model = model_session.current()
-        top = model.shape_cfg.z_id_dim - 1 if model is not None and model.z_id_kind == "onehot" else 2 ** 31 - 1
+        top = model.shape_cfg.z_id_dim - 1 if model is not None and model.z_id_kind == "onehot" else SEED_MAX
         context.scene.facecam.identity_seed = random.randint(0, top)
         return {"FINISHED"}
 

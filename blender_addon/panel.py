@@ -28,6 +28,8 @@ class VIEW3D_PT_facecam(bpy.types.Panel):
             row.operator("facecam.download_weights", icon="IMPORT")
         else:
             box.label(text=f"{model.name} ({model.license})", icon="CHECKMARK")
+            if model.config.get("trained_on"):
+                box.label(text=f"Trained on: {model.config['trained_on']}")
             box.label(text=f"{len(model.expression_names)} {'action units' if model.au_model else 'expressions'}"
                            f"{', textured' if model.texture is not None else ''}")
 

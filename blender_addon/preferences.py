@@ -19,8 +19,9 @@ class FacecamPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
     source_kind: bpy.props.EnumProperty(
-        name="Weights", default="FOLDER",
-        items=[("MANIFEST", "Published model", "A model listed in the bundled weights manifest (Hugging Face hub)"),
+        name="Weights", default="BUNDLED" if model_session.has_bundled_model() else "FOLDER",
+        items=[("BUNDLED", "Bundled model", "The model shipped inside this extension (its card: model/README.md)"),
+               ("MANIFEST", "Published model", "A model listed in the bundled weights manifest (Hugging Face hub)"),
                ("FOLDER", "Local folder", "A folder written by `python -m train export`"),
                ("REPO", "Hub repo", "Any hub repo pinned to a commit: owner/name@<40-hex sha>")])
     model_name: bpy.props.EnumProperty(name="Model", items=_published_items)
@@ -42,8 +43,10 @@ class FacecamPreferences(bpy.types.AddonPreferences):
             layout.label(text=model_session.weights_status())
         elif self.source_kind == "FOLDER":
             layout.prop(self, "folder")
-        else:
+        elif self.source_kind == "REPO":
             layout.prop(self, "repo")
+        else:
+            layout.label(text="Bundled: " + model_session.bundled_model_line())
         layout.prop(self, "device")
         layout.prop(self, "cache_dir")
         row = layout.row()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import bpy
 
 from . import model_session
+from .core.names import SEED_MAX
 
 _expression_items = []  # kept alive while Blender shows them
 
@@ -28,8 +29,9 @@ class FacecamActionUnit(bpy.types.PropertyGroup):
 
 
 class FacecamSettings(bpy.types.PropertyGroup):
-    identity_seed: bpy.props.IntProperty(name="Identity seed", min=0, description="Who the face is")
-    noise_seed: bpy.props.IntProperty(name="Noise seed", min=0, description="Small variations of the same identity")
+    identity_seed: bpy.props.IntProperty(name="Identity seed", min=0, max=SEED_MAX, description="Who the face is")
+    noise_seed: bpy.props.IntProperty(name="Noise seed", min=0, max=SEED_MAX,
+                                      description="Small variations of the same identity")
     expression: bpy.props.EnumProperty(name="Expression", items=expression_items, update=_live_update)
     intensity: bpy.props.FloatProperty(name="Intensity", default=1.0, min=0.0, max=10.0, soft_min=0.0, soft_max=2.0,
                                        update=_live_update,

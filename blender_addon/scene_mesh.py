@@ -1,4 +1,5 @@
-"""Faces into Blender data: the mesh (quads kept, UVs, smooth), its skin material and texture image.
+"""Faces into Blender data: the mesh (quads kept, UVs, smooth), one material per part of the head (textured skin,
+sclera, iris, teeth, gums and tongue, eyelashes, the transparent wet layers of the eyes) and the texture image.
 
 Bulk data goes through foreach_set: a per-vertex Python loop over 26,719 vertices would take seconds.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 import bpy
 
 from .core.flat_arrays import corner_uvs, loop_starts, rgba_bottom_up, z_up_positions
+from .core.template import PART_COLOURS, PART_OPACITY
 
 FACE_TAG = "facecam"  # custom property on every generated face object: the settings it was made with (JSON)
 IMAGE_TAG = "facecam_image"  # the name of the face's texture image
@@ -38,8 +40,23 @@ def build_mesh(name: str, face, units: str):
     uv_layer = mesh.uv_layers.new(name="UVMap")
     uv_layer.uv.foreach_set("vector", corner_uvs(face))
     mesh.polygons.foreach_set("use_smooth", [True] * len(face.polygon_sizes))
+    if face.polygon_parts is not None:
+        mesh.polygons.foreach_set("material_index", face.polygon_parts)
     mesh.update()
     return mesh
+
+
+def add_part_materials(obj, face, name: str) -> None:
+    """Give obj a material for each part of the face it has no slot for yet (a new face: all of them; a face made
+    before parts existed: the ones after skin), and point its polygons at them. Slots that exist are the user's to
+    edit: they are never replaced."""
+    mesh = obj.data
+    missing = face.part_names[len(mesh.materials):]
+    for part in missing:
+        mesh.materials.append(skin_material(f"{name} skin") if part == "skin" else part_material(f"{name} {part}", part))
+    if missing and len(mesh.materials) > 1 and face.polygon_parts is not None:
+        mesh.polygons.foreach_set("material_index", face.polygon_parts)
+        mesh.update()
 
 
 def key_points(key):
@@ -70,10 +87,11 @@ def write_face(context, obj, face, units: str, name: str = "facecam face"):
             obj.data = mesh
             if old.users == 0:
                 bpy.data.meshes.remove(old)
+        add_part_materials(obj, face, obj.name)
         return obj
     mesh = build_mesh(name, face, units)
-    mesh.materials.append(skin_material(f"{name} skin"))
     obj = bpy.data.objects.new(name, mesh)
+    add_part_materials(obj, face, name)
     context.collection.objects.link(obj)
     for other in context.selected_objects:
         other.select_set(False)
@@ -112,10 +130,40 @@ def skin_material(name: str):
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
     tex = nodes.new("ShaderNodeTexImage")
     tex.name, tex.label, tex.location = TEXTURE_NODE, "facecam texture", (-400, 200)
-    bsdf.inputs["Base Color"].default_value = (0.62, 0.44, 0.36, 1.0)  # skin, until a texture arrives
+    bsdf.inputs["Base Color"].default_value = (*PART_COLOURS["skin"], 1.0)  # until a texture arrives
     # a little subsurface scattering reaching millimetres, red deepest (Blender 4.0+ socket names)
     bsdf.inputs["Subsurface Weight"].default_value = 0.15
     bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
     bsdf.inputs["Subsurface Scale"].default_value = 0.005
     bsdf.inputs["Roughness"].default_value = 0.5
+    return material
+
+
+# How each part looks beyond its colour and opacity (core.template's, shared with OBJ and glTF files); the user's
+# edits to these materials are kept on regeneration.
+PART_FINISH = {
+    "sclera": {"Roughness": 0.12, "Subsurface Weight": 0.1},
+    "iris": {"Roughness": 0.15},  # brown; change its Base Color for other eyes
+    "teeth": {"Roughness": 0.25, "Subsurface Weight": 0.1},
+    "gums and tongue": {"Roughness": 0.3, "Subsurface Weight": 0.2},
+    "eyelashes": {"Roughness": 0.6},
+    "eye wetness": {"Roughness": 0.05},
+}
+
+
+def part_material(name: str, part: str):
+    material = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    colour = (*PART_COLOURS.get(part, (0.5, 0.5, 0.5)), 1.0)
+    bsdf.inputs["Base Color"].default_value = colour
+    material.diffuse_color = colour  # the viewport's solid-mode colour
+    for socket, value in PART_FINISH.get(part, {}).items():
+        bsdf.inputs[socket].default_value = value
+    opacity = PART_OPACITY.get(part, 1.0)
+    if opacity < 1.0:
+        bsdf.inputs["Alpha"].default_value = opacity
+        if hasattr(material, "surface_render_method"):
+            material.surface_render_method = "BLENDED"  # EEVEE sees through it too (Cycles reads the alpha itself)
     return material

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from .atomic import write_png_atomic, write_text_atomic
@@ -25,26 +27,46 @@ from .hub import WeightsError
 from .names import SEED_MAX, check_seed, intensity_key
 from .obj_io import write_obj
 from .shape_control import INTENSITY_MODES
-from .template import vertex_normals
+from .template import PART_COLOURS, PART_OPACITY, vertex_normals
 
 MAX_INTENSITY = 10.0  # the paper's largest level; beyond it meshes are far outside anything trained
 
 
+def obj_material_name(part: str) -> str:
+    return part.replace(" ", "_")  # OBJ names are one word
+
+
+def material_library(face: Face, texture_png: str | None) -> str:
+    """The MTL of a face: one material per part of the head, the skin textured when there is a texture."""
+    lines = []
+    for part in face.part_names:
+        colour = (1.0, 1.0, 1.0) if part == "skin" and texture_png else PART_COLOURS.get(part, (0.5, 0.5, 0.5))
+        lines += [f"newmtl {obj_material_name(part)}", "Kd " + " ".join(f"{c:.4f}" for c in colour),
+                  f"d {PART_OPACITY.get(part, 1.0):g}"]
+        if part == "skin" and texture_png:
+            lines.append(f"map_Kd {texture_png}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_face_obj(face: Face, path: Path, model_units: str = "cm", units: str = "m") -> list[Path]:
-    """face.obj with face.mtl and face.png beside it (no material files when the face has no texture); vertices
-    converted from the model's units to `units`, which the header names."""
-    written = [path]
-    mtl = None
+    """face.obj with face.mtl (a material per part of the head) and face.png (the skin's texture, when the face
+    has one) beside it; vertices converted from the model's units to `units`, which the header names."""
+    mtl = path.with_suffix(".mtl")
+    written = [path, mtl]
+    png = None
     if face.texture is not None:
-        png, mtl = path.with_suffix(".png"), path.with_suffix(".mtl")
+        png = path.with_suffix(".png")
         write_png_atomic(png, face.texture)
-        write_text_atomic(mtl, f"newmtl face\nKd 1 1 1\nmap_Kd {png.name}\n")
-        written += [mtl, png]
+        written.append(png)
+    write_text_atomic(mtl, material_library(face, png.name if png else None))
     header = "\n".join([*(f"{k}: {v}" for k, v in face.metadata.items()), f"units: {units} (y up)"])
     vertices = face.vertices * (metres_per_unit(model_units) / metres_per_unit(units))
+    parts = face.polygon_parts if face.polygon_parts is not None else np.zeros(len(face.polygon_sizes), np.int32)
     write_obj(path, vertices, face.polygon_sizes, face.polygon_vertices, face.uvs, face.polygon_uv_indices,
-              mtllib=mtl.name if mtl else None, material="face" if mtl else None, header=header,
-              normals=vertex_normals(face.vertices, face.polygon_sizes, face.polygon_vertices))
+              mtllib=mtl.name, header=header,
+              normals=vertex_normals(face.vertices, face.polygon_sizes, face.polygon_vertices),
+              polygon_materials=parts, material_names=tuple(obj_material_name(p) for p in face.part_names))
     return written
 
 

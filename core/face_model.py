@@ -5,7 +5,8 @@ A model folder (written by `python -m train export`) holds:
   config.json            format_version, name, expression (or action-unit) names, the shape and texture network
                          configs, how z_id is drawn, the crop window of the texture in the UV tile, provenance
   shape.safetensors      the SAE's decoder and coder, G_id, G_exp, and the training identities' z_id codes
-  template.safetensors   topology (polygons with quads kept), UVs
+  template.safetensors   topology (polygons with quads kept), UVs, each polygon's material (named in config.json:
+                         materials; grouped into parts: skin, sclera, iris, teeth, ... by core.template)
   template_texture.png   the template albedo over the whole UV tile
   texture.safetensors    the texture generator (absent for a shape-only model)
   README.md              the model card (not needed to generate)
@@ -38,6 +39,7 @@ from . import hub
 from .names import check_seed, resolve_expression
 from .shape_control import INTENSITY_MODES, ShapeGenerator, blend_terms
 from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder, ShapeNetConfig
+from .template import polygon_parts
 from .texture_inference import FastTextureGenerator
 from .texture_networks import TextureGenerator, TextureNetConfig
 
@@ -47,7 +49,45 @@ TEXTURE_FILE = "texture.safetensors"
 
 
 class ModelFormatError(hub.WeightsError):
-    """A model folder whose files do not match what its config.json says (or what this facecam reads)."""
+    """A model folder whose files do not match what its config.json says (or what this facecam reads); `path` is
+    the file at fault."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+def _safetensors_damage(path: Path) -> str:
+    """What is wrong with a file safetensors cannot read, in words: truncated, or not safetensors at all."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"truncated: {size} bytes, not even the 8-byte header length"
+        length = int.from_bytes(head, "little")
+        if length > size - 8:
+            return (f"truncated or not a safetensors file: its header claims {length} bytes, the file has {size}")
+        try:
+            header = json.loads(f.read(length))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "not a safetensors file: its header is not safetensors JSON"
+    if 8 + length + end > size:
+        return f"truncated: {size} bytes where its header describes {8 + length + end}"
+    return "damaged"
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """load_file, with a damaged file named and described (truncated, not safetensors) instead of the library's
+    deserialiser error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: missing; the model folder is incomplete (re-export or re-download it)", path)
+    try:
+        return load_file(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, or OSError
+        raise ModelFormatError(f"{path}: cannot be loaded, {_safetensors_damage(path)} ({type(e).__name__}: {e}); "
+                               f"re-export or re-download it", path) from None
 
 
 @dataclass
@@ -60,6 +100,9 @@ class Face:
     uvs: np.ndarray  # (U, 2) float32
     texture: np.ndarray | None  # (T, T, 3) uint8 over the whole UV tile, or None
     metadata: dict = field(default_factory=dict)
+    # the part of the head each polygon belongs to (index into part_names; "skin" first: the textured one)
+    polygon_parts: np.ndarray | None = None  # (P,) int32
+    part_names: tuple[str, ...] = ("skin",)
 
 
 def _load_tensors(path: Path, module: torch.nn.Module, prefix: str, tensors: dict) -> None:
@@ -102,7 +145,7 @@ class FaceModel:
         try:
             self.config = json.loads(Path(config_path).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ModelFormatError(f"{config_path}: cannot read the model config ({e})") from None
+            raise ModelFormatError(f"{config_path}: cannot read the model config ({e})", Path(config_path)) from None
         version = self.config.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ModelFormatError(f"{config_path}: format_version {version!r} is newer than this facecam reads "
@@ -153,31 +196,42 @@ class FaceModel:
     def _load(self, path) -> None:
         cfg = self.shape_cfg
         shape_path = Path(path("shape.safetensors"))
-        tensors = load_file(shape_path)
+        tensors = read_safetensors(shape_path)
         decoder, g_id, g_exp = MeshDecoder(cfg), IdentityGenerator(cfg), ExpressionGenerator(cfg)
         for module, prefix in ((decoder, ""), (g_id, "g_id."), (g_exp, "g_exp.")):
             _load_tensors(shape_path, module, prefix, tensors)
         self.training_z_ids = tensors.get("z_id")
         self.shape = ShapeGenerator(decoder.prepare_for_inference(), g_id.eval(), g_exp.eval())
         template_path = Path(path("template.safetensors"))
-        t = load_file(template_path)
+        t = read_safetensors(template_path)
         try:
             self.polygon_sizes, self.polygon_vertices = t["polygon_sizes"].numpy(), t["polygon_vertices"].numpy()
             self.polygon_uv_indices, self.uvs = t["polygon_uv_indices"].numpy(), t["uvs"].numpy()
         except KeyError as e:
             raise ModelFormatError(f"{template_path}: missing tensor {e}") from None
+        materials = t["polygon_materials"].numpy() if "polygon_materials" in t else np.zeros(0, np.int32)
+        names = list(self.config.get("materials") or [])
+        if len(materials) and (len(materials) != len(self.polygon_sizes) or materials.max() >= len(names)):
+            raise ModelFormatError(f"{template_path}: polygon_materials do not match the {len(self.polygon_sizes)} "
+                                   f"polygons and the {len(names)} materials of config.json", template_path)
+        self.polygon_parts, self.part_names = polygon_parts(len(self.polygon_sizes), materials, names)
         if self.polygon_vertices.max() >= cfg.num_vertices:
             raise ModelFormatError(f"{template_path}: polygons index vertex {self.polygon_vertices.max()}, the "
                                    f"shape config has {cfg.num_vertices} vertices")
         from PIL import Image
-        self.template_texture = np.asarray(Image.open(path("template_texture.png")).convert("RGB"))
+        png = Path(path("template_texture.png"))
+        try:
+            self.template_texture = np.asarray(Image.open(png).convert("RGB"))
+        except (OSError, ValueError) as e:  # PIL: UnidentifiedImageError, truncated data
+            raise ModelFormatError(f"{png}: cannot be read as a PNG image ({e}); re-export or re-download it",
+                                   png) from None
         self._template_tile = torch.from_numpy(self.template_texture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
         self.texture = None
         self.device = torch.device("cpu")
         if self.texture_cfg is not None:
             texture_path = Path(path(TEXTURE_FILE))
             generator = TextureGenerator(self.texture_cfg)
-            _load_tensors(texture_path, generator, "", load_file(texture_path))
+            _load_tensors(texture_path, generator, "", read_safetensors(texture_path))
             # the same function with less work (2.7x faster at 512 px; tests/test_texture_inference.py)
             self.texture = FastTextureGenerator.from_generator(generator.eval())
 
@@ -225,12 +279,23 @@ class FaceModel:
                 return hub.fetch_files(repo_id, revision, {n: (None, None) for n in names}, cache_dir, endpoint,
                                        offline, on_file)
         config = fetch(["config.json"])
-        return cls("", {**config, **fetch(cls._needed_files(config["config.json"])[1:])})
+        try:
+            files = {**config, **fetch(cls._needed_files(config["config.json"])[1:])}
+            return cls("", files)
+        except ModelFormatError as e:
+            # A damaged download (one with no manifest sha256 to catch it) must not stay cached: the next try
+            # downloads it again
+            if e.path is not None:
+                hub.discard_cached(e.path)
+            raise
 
     @staticmethod
     def _needed_files(config_path: Path) -> list[str]:
         """config.json first, then what generation reads."""
-        config = json.loads(Path(config_path).read_text())
+        try:
+            config = json.loads(Path(config_path).read_text())
+        except (OSError, ValueError) as e:
+            raise ModelFormatError(f"{config_path}: cannot read the model config ({e})", Path(config_path)) from None
         return list(GENERATION_FILES) + ([TEXTURE_FILE] if config.get("texture") else [])
 
     # --- codes -------------------------------------------------------------------------------------------------
@@ -400,4 +465,4 @@ class FaceModel:
 
     def _face(self, vertices: np.ndarray, texture: np.ndarray | None, metadata: dict) -> Face:
         return Face(vertices.astype(np.float32), self.polygon_sizes, self.polygon_vertices, self.polygon_uv_indices,
-                    self.uvs, texture, metadata)
+                    self.uvs, texture, metadata, self.polygon_parts, self.part_names)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 from .coordinates import metres_per_unit
-from .template import FaceTemplate, vertex_normals
+from .template import PART_COLOURS, PART_OPACITY, FaceTemplate, vertex_normals
 
 _FLOAT, _UINT32 = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -36,7 +36,6 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
     # normals of the unsplit mesh, so the split seam vertices shade as one surface
     normals = vertex_normals(face.vertices, face.polygon_sizes, face.polygon_vertices)[source_vertex]
     uvs = face.uvs[unique[:, 1]].astype(np.float32) * np.array([1, -1], np.float32) + np.array([0, 1], np.float32)
-    indices = corner_to_vertex.reshape(-1).astype(np.uint32)
 
     blob, views, accessors = io.BytesIO(), [], []
 
@@ -55,21 +54,44 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
         accessors.append(acc)
         return len(accessors) - 1
 
-    primitive = {"attributes": {"POSITION": add(positions, "VEC3", _ARRAY_BUFFER, True),
-                                "NORMAL": add(normals, "VEC3", _ARRAY_BUFFER),
-                                "TEXCOORD_0": add(uvs, "VEC2", _ARRAY_BUFFER)},
-                 "indices": add(indices, "SCALAR", _ELEMENT_ARRAY_BUFFER)}
-    mesh: dict = {"name": face.metadata.get("model", "face"), "primitives": [primitive]}
+    attributes = {"POSITION": add(positions, "VEC3", _ARRAY_BUFFER, True),
+                  "NORMAL": add(normals, "VEC3", _ARRAY_BUFFER),
+                  "TEXCOORD_0": add(uvs, "VEC2", _ARRAY_BUFFER)}
+    targets = [
+        {"POSITION": add((m.vertices[source_vertex] * scale).astype(np.float32) - positions, "VEC3",
+                         _ARRAY_BUFFER, True),
+         "NORMAL": add(vertex_normals(m.vertices, m.polygon_sizes, m.polygon_vertices)[source_vertex] - normals,
+                       "VEC3", _ARRAY_BUFFER)} for m in morph_faces]
+    # one primitive per part of the head (skin, sclera, iris, teeth, ...), each with its material; all share the
+    # vertex attributes and morph targets
+    parts = face.polygon_parts if face.polygon_parts is not None else np.zeros(len(face.polygon_sizes), np.int32)
+    triangle_part = parts[template.triangle_polygons()]
+    triangles = corner_to_vertex.reshape(-1, 3).astype(np.uint32)
+    primitives, materials = [], []
+    for index, part in enumerate(face.part_names):
+        chosen = triangles[triangle_part == index]
+        if not len(chosen):
+            continue
+        primitive = {"attributes": attributes, "indices": add(chosen.reshape(-1), "SCALAR", _ELEMENT_ARRAY_BUFFER),
+                     "material": len(materials)}
+        if targets:
+            primitive["targets"] = targets
+        primitives.append(primitive)
+        colour = PART_COLOURS.get(part, (0.5, 0.5, 0.5))
+        material = {"name": part, "pbrMetallicRoughness": {"baseColorFactor": [*colour, PART_OPACITY.get(part, 1.0)],
+                                                           "metallicFactor": 0.0, "roughnessFactor": 0.5}}
+        if PART_OPACITY.get(part, 1.0) < 1.0:
+            material["alphaMode"] = "BLEND"
+        if part == "skin" and face.texture is not None:
+            material["pbrMetallicRoughness"].update(baseColorTexture={"index": 0}, baseColorFactor=[1, 1, 1, 1])
+        materials.append(material)
+    mesh: dict = {"name": face.metadata.get("model", "face"), "primitives": primitives}
     if morph_faces:
-        primitive["targets"] = [
-            {"POSITION": add((m.vertices[source_vertex] * scale).astype(np.float32) - positions, "VEC3",
-                             _ARRAY_BUFFER, True),
-             "NORMAL": add(vertex_normals(m.vertices, m.polygon_sizes, m.polygon_vertices)[source_vertex] - normals,
-                           "VEC3", _ARRAY_BUFFER)} for m in morph_faces]
         mesh["weights"] = [0.0] * len(morph_faces)
         mesh["extras"] = {"targetNames": list(morph_names)}  # Blender's importer names shape keys from these
     gltf: dict = {"asset": {"version": "2.0", "generator": "facecam"}, "scene": 0,
-                  "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": mesh["name"]}], "meshes": [mesh]}
+                  "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": mesh["name"]}], "meshes": [mesh],
+                  "materials": materials}
     if face.texture is not None:
         from PIL import Image
         png = io.BytesIO()
@@ -79,10 +101,7 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
         views.append({"buffer": 0, "byteOffset": blob.tell(), "byteLength": png.getbuffer().nbytes})
         blob.write(png.getvalue())
         gltf.update(images=[{"bufferView": len(views) - 1, "mimeType": "image/png"}], samplers=[{}],
-                    textures=[{"source": 0, "sampler": 0}],
-                    materials=[{"name": "face_skin", "pbrMetallicRoughness": {
-                        "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.6}}])
-        primitive["material"] = 0
+                    textures=[{"source": 0, "sampler": 0}])
     while blob.tell() % 4:
         blob.write(b"\0")
     gltf.update(buffers=[{"byteLength": blob.tell()}], bufferViews=views, accessors=accessors)

@@ -197,7 +197,7 @@ def _offline() -> bool:
     return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _discard(path: Path) -> None:
+def discard_cached(path: Path) -> None:
     """Remove a cached file and the blob it links to; huggingface_hub would relink a surviving blob untouched."""
     blob = path.resolve() if path.is_symlink() else None
     path.unlink(missing_ok=True)
@@ -253,11 +253,11 @@ def fetch_files(repo_id: str, revision: str, files: Mapping[str, tuple[str | Non
         except (errors.HfHubHTTPError, OSError, ValueError) as e:
             raise DownloadError(f"downloading {name!r} of {where} from {server} failed: {e}") from e
         if size is not None and (actual_size := path.stat().st_size) != size:
-            _discard(path)
+            discard_cached(path)
             raise SizeMismatchError(f"{name!r} of {where}: expected {size} bytes, got {actual_size}; the bad copy was "
                                     f"removed from the cache; if this repeats, the hub copy or the manifest is wrong")
         if sha256 is not None and (actual := file_sha256(path)) != sha256:
-            _discard(path)
+            discard_cached(path)
             raise ChecksumMismatchError(f"{name!r} of {where}: sha256 mismatch, expected {sha256}, got {actual}; the "
                                         f"bad copy was removed from the cache; if this repeats, the hub copy or the "
                                         f"manifest is wrong")

@@ -119,9 +119,12 @@ def _format_rows(prefix: str, arr: np.ndarray, fmt: str) -> str:
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, polygon_sizes: np.ndarray, polygon_vertices: np.ndarray,
               uvs: np.ndarray | None = None, polygon_uv_indices: np.ndarray | None = None,
               mtllib: str | None = None, material: str | None = None, header: str = "",
-              normals: np.ndarray | None = None) -> None:
+              normals: np.ndarray | None = None, polygon_materials: np.ndarray | None = None,
+              material_names: tuple[str, ...] = ()) -> None:
     """Write one polygon mesh (quads kept), atomically. Indices are 0-based here, 1-based in the file. normals:
-    (V, 3) per-vertex normals, written as `vn` with the vertex's own index (importers then shade smooth)."""
+    (V, 3) per-vertex normals, written as `vn` with the vertex's own index (importers then shade smooth).
+    material: one material for every polygon; or polygon_materials (P,) indices into material_names, written as a
+    `usemtl` wherever the material changes."""
     vertices = np.asarray(vertices, np.float64)
     if not np.isfinite(vertices).all():
         raise ValueError(f"{path}: refusing to write NaN or infinite vertices")
@@ -148,7 +151,11 @@ def write_obj(path: str | os.PathLike, vertices: np.ndarray, polygon_sizes: np.n
     ends = np.cumsum(polygon_sizes).tolist()
     start = 0
     faces = []
-    for end in ends:
+    current = None
+    for index, end in enumerate(ends):
+        if polygon_materials is not None and polygon_materials[index] != current:
+            current = polygon_materials[index]
+            faces.append(f"usemtl {material_names[current]}")
         faces.append("f " + " ".join(corners[start:end]))
         start = end
     parts.append("\n".join(faces) + "\n")

@@ -23,6 +23,8 @@ class FaceTemplate:
     region_vertex_ranges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
     region_polygon_ranges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
     units: str = "cm"
+    polygon_materials: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))  # (P,) or empty: none
+    material_names: tuple[str, ...] = ()
 
     def __post_init__(self):
         if len(self.polygon_vertices) != int(self.polygon_sizes.sum()):
@@ -31,6 +33,11 @@ class FaceTemplate:
                 f"{int(self.polygon_sizes.sum())}")
         if len(self.polygon_uv_indices) != len(self.polygon_vertices):
             raise ValueError("polygon_uv_indices must have one entry per polygon corner")
+        if len(self.polygon_materials) and (len(self.polygon_materials) != len(self.polygon_sizes)
+                                            or self.polygon_materials.min() < 0
+                                            or self.polygon_materials.max() >= len(self.material_names)):
+            raise ValueError(f"polygon_materials: expected one index into the {len(self.material_names)} "
+                             f"material_names per polygon ({len(self.polygon_sizes)})")
         if len(self.polygon_vertices) and (self.polygon_vertices.min() < 0
                                            or self.polygon_vertices.max() >= self.num_vertices):
             raise ValueError(f"polygon_vertices index outside [0, {self.num_vertices})")
@@ -64,6 +71,12 @@ class FaceTemplate:
             tri_uv.append(self.polygon_uv_indices[corners])
         return np.concatenate(tri_v).astype(np.int64), np.concatenate(tri_uv).astype(np.int64)
 
+    def triangle_polygons(self) -> np.ndarray:
+        """(T,) the polygon each of triangles()' triangles comes from, in the same order."""
+        sizes = self.polygon_sizes
+        return np.concatenate([np.flatnonzero(sizes >= fan + 2)
+                               for fan in range(1, int(sizes.max(initial=3)) - 1)]).astype(np.int64)
+
 
 def vertex_normals(vertices: np.ndarray, polygon_sizes: np.ndarray, polygon_vertices: np.ndarray) -> np.ndarray:
     """(V, 3) float32 unit normals: the area-weighted mean of the adjacent polygons' normals (polygons fan-split),
@@ -81,3 +94,41 @@ def vertex_normals(vertices: np.ndarray, polygon_sizes: np.ndarray, polygon_vert
     length = np.linalg.norm(acc, axis=1, keepdims=True)
     out = np.where(length > 0, acc / np.where(length > 0, length, 1), np.array([0.0, 0.0, 1.0]))
     return out.astype(np.float32)
+
+
+# The parts of a head that look different (ICT-FaceKit's material names -> the part each belongs to): one material
+# per part in Blender and in exported files. A template without materials is all skin; an unknown name is a part of
+# its own.
+PART_OF_MATERIAL = {
+    "M_Face": "skin", "M_BackHead": "skin",
+    "M_ScleraLeft": "sclera", "M_ScleraRight": "sclera",
+    "M_IrisLeft": "iris", "M_IrisRight": "iris",
+    "M_Teeth": "teeth", "M_GumsTongue": "gums and tongue", "M_EyeLashes": "eyelashes",
+    "M_LacrimalFluid": "eye wetness", "M_EyeBlend": "eye wetness", "M_EyeOcclusion": "eye wetness",
+}
+
+
+def polygon_parts(num_polygons: int, polygon_materials: np.ndarray, material_names) -> tuple[np.ndarray,
+                                                                                              tuple[str, ...]]:
+    """((P,) int32 part index per polygon, part names with "skin" first) from a template's materials."""
+    if len(polygon_materials) == 0:
+        return np.zeros(num_polygons, np.int32), ("skin",)
+    parts = ["skin"]
+    of_material = []
+    for name in material_names:
+        part = PART_OF_MATERIAL.get(str(name), str(name))
+        if part not in parts:
+            parts.append(part)
+        of_material.append(parts.index(part))
+    return np.asarray(of_material, np.int32)[np.asarray(polygon_materials, np.int64)], tuple(parts)
+
+
+# Each part's colour (linear RGB) and opacity where no texture says otherwise: the OBJ/glTF materials and the
+# add-on's start from these. "eye wetness" (tear film, occlusion shadow) is transparent: it only serves renders
+# that model it.
+PART_COLOURS = {
+    "skin": (0.62, 0.44, 0.36), "sclera": (0.80, 0.76, 0.72), "iris": (0.20, 0.11, 0.05),
+    "teeth": (0.82, 0.78, 0.66), "gums and tongue": (0.55, 0.16, 0.16), "eyelashes": (0.03, 0.02, 0.015),
+    "eye wetness": (1.0, 1.0, 1.0),
+}
+PART_OPACITY = {"eye wetness": 0.0}

@@ -75,6 +75,13 @@ prefs.folder = ""
 out["no_folder"] = call(bpy.ops.facecam.generate_face)
 prefs.folder = str(Path(out_dir) / "missing")
 out["missing_folder"] = call(bpy.ops.facecam.generate_face)
+import shutil  # noqa: E402
+damaged = Path(out_dir) / "damaged"
+shutil.copytree(model_dir, damaged)
+with open(damaged / "shape.safetensors", "r+b") as f:  # a download or copy cut short
+    f.truncate(f.seek(0, 2) // 2)
+prefs.folder = str(damaged)
+out["damaged_folder"] = call(bpy.ops.facecam.generate_face)
 prefs.source_kind = "REPO"
 prefs.repo = hub_repo
 prefs.cache_dir = str(Path(out_dir) / "cache")
@@ -139,6 +146,11 @@ out["mesh"] = {
     "subsurface": bsdf.inputs["Subsurface Weight"].default_value,
     "z_extent": float(expected[:, 2].max() - expected[:, 2].min()),
 }
+material_index = np.empty(len(mesh.polygons), np.int32)
+mesh.polygons.foreach_get("material_index", material_index)
+out["materials"] = {"names": [m.name for m in mesh.materials],
+                    "polygons": np.bincount(material_index, minlength=len(mesh.materials)).tolist(),
+                    "model_parts": list(face.part_names), "model_polygons": np.bincount(face.polygon_parts).tolist()}
 out["model"] = {"vertices": int(len(face.vertices)), "polygons": int(len(face.polygon_sizes)),
                 "loops": int(len(face.polygon_vertices)), "expressions": model.expression_names}
 
@@ -157,13 +169,17 @@ obj.modifiers.new("user subsurf", "SUBSURF")
 material = obj.data.materials[0]
 bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
 bsdf.inputs["Roughness"].default_value = 0.123
+iris = next(m for m in obj.data.materials if m.name.endswith(" iris"))
+iris_bsdf = next(n for n in iris.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+iris_bsdf.inputs["Base Color"].default_value = (0.1, 0.3, 0.8, 1.0)  # the user makes the eyes blue
 settings.identity_seed = 8
 out["update"] = call(bpy.ops.facecam.generate_face)
 updated = model.generate(8, "2_smile", 1.3, 1)
 out["in_place"] = {
     "same_object": bpy.context.active_object == obj and len([o for o in bpy.data.objects if "facecam" in o]) == 1,
     "modifier_kept": [m.name for m in obj.modifiers] == ["user subsurf"],
-    "material_kept": obj.data.materials[0] == material and abs(bsdf.inputs["Roughness"].default_value - 0.123) < 1e-6,
+    "material_kept": obj.data.materials[0] == material and abs(bsdf.inputs["Roughness"].default_value - 0.123) < 1e-6
+    and obj.data.materials[:].count(iris) == 1 and abs(iris_bsdf.inputs["Base Color"].default_value[2] - 0.8) < 1e-6,
     "max_vertex_error": float(np.abs(mesh_co(obj) - coords.y_up_to_z_up_metres(updated.vertices, model.units)).max()),
 }
 settings.use_mix, settings.second_expression, settings.mix_weight = True, "3_mouth_stretch", 0.25

@@ -35,7 +35,7 @@ print("RESULT " + json.dumps(out))
 def build(tmp_path) -> Path:
     proc = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path / "dist")],
                           capture_output=True, text=True, check=True)
-    return Path(proc.stdout.split("extension: ", 1)[1].strip())
+    return Path(proc.stdout.split("extension: ", 1)[1].splitlines()[0].strip())
 
 
 def test_zip_holds_manifest_addon_core_and_weights_manifest(tmp_path):
@@ -85,7 +85,7 @@ def test_bundled_wheels_are_listed_and_installed_by_blender(tmp_path):
     wheels = _probe_wheel(tmp_path)
     proc = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path / "dist"),
                            "--wheel-dir", str(wheels)], capture_output=True, text=True, check=True)
-    zip_path = Path(proc.stdout.split("extension: ", 1)[1].strip())
+    zip_path = Path(proc.stdout.split("extension: ", 1)[1].splitlines()[0].strip())
     with zipfile.ZipFile(zip_path) as zf:
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
         names = zf.namelist()
@@ -116,3 +116,40 @@ def test_platform_wheels_name_the_platforms_they_need():
     with pytest.raises(SystemExit, match="not one Blender extensions support"):
         build_addon.wheel_platforms([Path("x-1-cp311-cp311-freebsd_14_amd64.whl")])
     assert 'platforms = ["linux-x64"]' in build_addon.manifest_toml([linux])
+
+
+BUNDLED_SCRIPT = r'''
+import json, sys
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+r = list(bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True))
+prefs = bpy.context.preferences.addons["bl_ext.user_default.facecam"].preferences
+out = {"install": r, "weights": prefs.source_kind}  # nothing set: a fresh install's defaults
+out["generate"] = list(bpy.ops.facecam.generate_face())
+obj = bpy.context.active_object
+image = bpy.data.images.get(obj.get("facecam_image", ""))
+out["textured"] = image is not None and max(image.pixels[:4096]) > 0
+out["materials"] = [m.name for m in obj.data.materials]
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_a_zip_with_a_bundled_model_makes_a_textured_face_on_install(exported, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path / "dist"),
+                           "--model", str(exported[0])], capture_output=True, text=True, check=True)
+    zip_path = Path(proc.stdout.split("extension: ", 1)[1].splitlines()[0].strip())
+    assert f"size: {zip_path.stat().st_size / 2 ** 20:.1f} MiB" in proc.stdout
+    with zipfile.ZipFile(zip_path) as zf:
+        assert {"model/config.json", "model/shape.safetensors", "model/texture.safetensors",
+                "model/README.md"} <= set(zf.namelist())
+    env = {"PATH": "/usr/bin:/bin", "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"), "HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", BUNDLED_SCRIPT, str(zip_path)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0 and "RESULT " in run.stdout, run.stderr[-3000:]
+    out = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert out["install"] == ["FINISHED"] and out["weights"] == "BUNDLED" and out["generate"] == ["FINISHED"]
+    assert out["textured"], out
+    assert len(out["materials"]) >= 6 and any(m.endswith(" teeth") for m in out["materials"])
+    bad = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path / "dist2"), "--model",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "no config.json" in bad.stderr and not (tmp_path / "dist2").exists()

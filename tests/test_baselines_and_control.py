@@ -67,3 +67,14 @@ def test_tsne_separates_clusters():
     d = np.linalg.norm(y[:, None] - y[None], axis=2)
     same = labels[:, None] == labels[None]
     assert d[~same].mean() > 3 * d[same].mean()
+
+
+def test_pca_from_a_coder_fitted_on_the_same_meshes_equals_a_fit():
+    from core.shape_networks import MeshCoder
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(40, 30, 3, generator=g) * torch.linspace(0.1, 2, 30)[:, None]
+    coder = MeshCoder(30, 20).fit(data)
+    leading, fitted = PCAModel.leading(coder, 7), PCAModel(data, 7)
+    assert leading.components == 7
+    torch.testing.assert_close(leading.reconstruct(data), fitted.reconstruct(data), atol=1e-5, rtol=0)
+    assert (fitted.reconstruct(data) - data).abs().max() > 0.1  # 7 of 29 components: not the identity

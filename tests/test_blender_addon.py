@@ -20,7 +20,7 @@ def session(exported, exported_au, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("blender_addon")
     build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp / "dist")],
                            capture_output=True, text=True, check=True)
-    zip_path = build.stdout.split("extension: ", 1)[1].strip()
+    zip_path = build.stdout.split("extension: ", 1)[1].splitlines()[0].strip()
     model_dir, au_dir = exported[0], exported_au[0]
     with HubServer() as server:
         commit = server.add_repo("facecam/tiny")
@@ -41,9 +41,12 @@ def test_without_a_model_every_failure_is_a_clear_report_and_builds_nothing(sess
     assert "No published facecam weights yet" in r["no_published"][1] and "Local folder" in r["no_published"][1]
     assert "No model folder set" in r["no_folder"][1]
     assert "missing" in r["missing_folder"][1] and "not an existing folder" in r["missing_folder"][1]
+    damaged = r["damaged_folder"]  # named and described, not reported as a bug
+    assert damaged[0] == ["CANCELLED"] and "shape.safetensors" in damaged[1] and "truncated" in damaged[1], damaged
+    assert "system console" not in damaged[1]
     assert "not in the local cache" in r["offline_not_cached"][1] and "offline" in r["offline_not_cached"][1]
     assert "online access is off" in r["download_offline"][1]
-    assert all(r[k][0] == ["CANCELLED"] for k in ("no_published", "no_folder", "missing_folder",
+    assert all(r[k][0] == ["CANCELLED"] for k in ("no_published", "no_folder", "missing_folder", "damaged_folder",
                                                    "offline_not_cached", "download_offline"))
     assert r["after_errors_unchanged"]
 
@@ -67,6 +70,12 @@ def test_generate_face_builds_the_models_mesh_uvs_and_textured_material(session)
     assert 0.1 < m["z_extent"] < 0.6  # metres, z up: a head is a few decimetres tall
     assert m["texture_size"] == m["model_texture_size"] and m["max_texture_error"] < 0.51  # uint8 exact
     assert m["image_packed"] and m["base_color_linked"] and m["subsurface"] > 0
+    # a material per part of the head, each on the model's polygons of that part
+    mats = r["materials"]
+    assert {"skin", "sclera", "iris", "teeth", "gums and tongue", "eyelashes", "eye wetness"} <= set(mats["model_parts"])
+    assert len(mats["names"]) == len(mats["model_parts"]) >= 6
+    assert all(name.endswith(part) for name, part in zip(mats["names"], mats["model_parts"]))
+    assert mats["polygons"] == mats["model_polygons"] and min(mats["polygons"]) > 0
 
 
 def test_undo_and_update_in_place_keep_the_users_work(session):

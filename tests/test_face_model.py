@@ -48,8 +48,13 @@ def test_generated_mesh_is_the_training_side_generator(exported):
     z_id = torch.randn(cfg.z_id_dim, generator=torch.Generator().manual_seed(7))[None]
     unit, neutral = torch.eye(cfg.num_expressions)[1][None], torch.eye(cfg.num_expressions)[0]
     noise = torch.randn(model.noise_code(3).shape[0], generator=torch.Generator().manual_seed(3))[None]
+    full_precision = gen.calibrated(z_id, unit, noise[:, :cfg.z_noise_dim], neutral, 1.3)[0].numpy()
+    # the export stores the PCA basis in float16: the training side with that rounding is the same function
+    basis = gen.sae.coder.basis
+    basis.copy_(basis.half().float())
     expected = gen.calibrated(z_id, unit, noise[:, :cfg.z_noise_dim], neutral, 1.3)[0].numpy()
     np.testing.assert_allclose(face.vertices, expected, atol=1e-5)
+    assert 0 < np.abs(full_precision - expected).max() < 1e-3  # float16's price: under 10 micrometres here
     model.intensity_mode = "paper"  # the paper's z_exp scaling, still there
     paper = gen(z_id, unit * 1.3, noise[:, :cfg.z_noise_dim])[0].numpy()
     np.testing.assert_allclose(model.generate(7, "2_smile", 1.3, 3).vertices, paper, atol=1e-5)
@@ -235,7 +240,14 @@ def test_command_line_writes_obj_mtl_png(exported, tmp_path):
     np.testing.assert_allclose(mesh.vertices, face.vertices * 0.01, atol=1e-6)  # metres by default
     text = (tmp_path / "face.obj").read_text()
     assert "# units: m (y up)" in text and "# expression: 2_smile" in text and text.count("\nvn ") == len(face.vertices)
-    assert "map_Kd face.png" in (tmp_path / "face.mtl").read_text() and (tmp_path / "face.png").is_file()
+    mtl = (tmp_path / "face.mtl").read_text()
+    assert "newmtl skin\nKd 1.0000 1.0000 1.0000\nd 1\nmap_Kd face.png" in mtl and (tmp_path / "face.png").is_file()
+    for part in ("sclera", "iris", "teeth", "gums_and_tongue", "eyelashes"):  # a material per part of the head
+        assert f"newmtl {part}\n" in mtl and f"usemtl {part}\n" in text
+    assert "newmtl eye_wetness\nKd 1.0000 1.0000 1.0000\nd 0\n" in mtl  # transparent
+    parts = read_obj(tmp_path / "face.obj")
+    names = [face.part_names.index(n.replace("_", " ")) for n in parts.material_names]
+    np.testing.assert_array_equal(np.asarray(names)[parts.polygon_materials], face.polygon_parts)
     cm = subprocess.run(cmd[:-2] + ["--units", "cm", "--out", str(tmp_path / "cm.obj")], cwd=ROOT,
                         capture_output=True, text=True)
     assert cm.returncode == 0, cm.stderr
@@ -296,6 +308,7 @@ keys = me.shape_keys.key_blocks if me.shape_keys else []
 mats = [m for m in me.materials if m]
 images = [n.image.size[:] for m in mats for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image]
 print("RESULT " + json.dumps({"keys": [k.name for k in keys], "uv_layers": len(me.uv_layers), "images": images,
+      "materials": [m.name for m in mats],
       "smooth": smooth, "varying_normals": varying,
       "dims": list(obj.dimensions), "key_dims": [[max(p.co[i] for p in k.data) - min(p.co[i] for p in k.data)
                                                   for i in range(3)] for k in keys]}))
@@ -335,6 +348,8 @@ def test_exports_import_into_blender_in_metres_and_smooth(exported, tmp_path, su
     result = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert 0.2 <= result["dims"][2] <= 0.35, result["dims"]  # a head's height in metres, Blender's z
     assert result["smooth"] == 1.0 and result["varying_normals"] > 0.9, result
+    assert {"sclera", "iris", "teeth"} <= {m.replace("_", " ") for m in result["materials"]}, result["materials"]
+    assert len(result["images"]) == 1  # the skin's texture
 
 
 def _publish(folder: Path, repo_id: str, endpoint: str, token: str | None, *extra: str):
@@ -461,3 +476,42 @@ def test_model_card_keeps_no_empty_sections_and_names_the_data_license():
     card = model_card({"license": "MIT", "name": "m", "expression_labels": "classes", "expressions": ["1_neutral"],
                        "texture": None}, {"trained_on": "x", "metrics": metrics})
     assert "Copyright (c) 2020 USC Institute for Creative Technologies" in card
+
+
+def test_damaged_files_are_named_and_described(exported, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(exported[0], bad)
+    shape = bad / "shape.safetensors"
+    whole = shape.read_bytes()
+    shape.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ModelFormatError, match=r"shape.safetensors: cannot be loaded, truncated: \d+ bytes where its "
+                                               r"header describes \d+") as caught:
+        FaceModel(bad)
+    assert caught.value.path == shape
+    shape.write_bytes(b"<html>not found</html>")
+    with pytest.raises(ModelFormatError, match="shape.safetensors: cannot be loaded, (truncated or )?not a safetensors"):
+        FaceModel(bad)
+    shape.write_bytes(whole)
+    (bad / "template_texture.png").write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(ModelFormatError, match="template_texture.png: cannot be read as a PNG image"):
+        FaceModel(bad)
+    (bad / "template_texture.png").unlink()
+    with pytest.raises(ModelFormatError, match="template_texture.png: cannot be read"):
+        FaceModel(bad)
+    proc = subprocess.run([sys.executable, "-m", "core", "generate", "--model", str(bad), "--expression", "2",
+                           "--out", str(tmp_path / "x.obj")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "template_texture.png" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_damaged_download_is_named_and_not_kept(exported, tmp_path, loopback_only):
+    out = exported[0]
+    with HubServer() as server:
+        commit = server.add_repo("facecam/tiny")
+        for p in out.iterdir():
+            data = p.read_bytes()
+            server.add_file("facecam/tiny", p.name, data[: len(data) // 3] if p.name == "shape.safetensors" else data)
+        source = f"facecam/tiny@{commit}"  # pinned by commit, no manifest sha256 to catch it
+        with pytest.raises(ModelFormatError, match="shape.safetensors: cannot be loaded, truncated"):
+            FaceModel.from_pretrained(source, cache_dir=tmp_path / "cache", endpoint=server.url)
+        cached = {p.name for p in (tmp_path / "cache").rglob("*") if p.is_file() or p.is_symlink()}
+        assert "shape.safetensors" not in cached and "config.json" in cached

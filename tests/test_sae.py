@@ -16,7 +16,7 @@ from conftest import log_rows
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
 from train.evaluate import load_sae
-from train.sae import mix_partners, train_sae, training_meshes
+from train.sae import mix_partners, same_person_partners, train_sae, training_meshes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,13 +161,38 @@ def test_mix_partners_are_other_people_making_the_same_expression():
     assert (frames[partner] != frames).all() and partner.max() < len(frames)
 
 
+def test_swap_partners_are_the_same_person_making_another_expression():
+    n_ids, n_exp = 7, 5
+    ids, exps = torch.arange(n_ids).repeat_interleave(n_exp), torch.arange(n_exp).repeat(n_ids)
+    idx = torch.arange(len(ids)).repeat(4)
+    other = same_person_partners(idx, ids, exps, torch.Generator().manual_seed(0))
+    assert (ids[other] == ids[idx]).all() and (exps[other] != exps[idx]).all()
+    assert len(set(exps[other[idx == 0]].tolist())) > 1  # not always the same expression
+    frames = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])  # action units: another frame of the subject
+    other = same_person_partners(torch.arange(len(frames)), frames, torch.rand(len(frames), 4),
+                                 torch.Generator().manual_seed(1))
+    assert (frames[other] == frames).all() and (other != torch.arange(len(frames))).all()
+
+
+def test_identity_swap_term_trains_and_is_logged(tiny, tmp_path):
+    cfg, stored, folder = tiny
+    spec = json.loads(Path(cfg["_path"]).read_text())
+    spec["shape"]["sae"].update(epochs=3, identity_swap_weight=1.0, identity_mix=True)
+    (folder / "swap.json").write_text(json.dumps(spec))
+    run = train_sae(load_config(folder / "swap.json"), stored, tmp_path / "swap", progress=False)
+    rows = log_rows(run)
+    assert len(rows) == 3 and all(float(r["swap_l1"]) > 0 for r in rows)
+
+
 def test_ctrl_c_says_how_to_resume_and_resuming_a_finished_run_changes_nothing(tiny, tmp_path):
     cfg, stored, folder = tiny
     spec = json.loads(Path(cfg["_path"]).read_text())
     spec["shape"]["sae"]["epochs"] = 400  # long enough (seconds) for the signal to land mid-run
     (folder / "ctrl_c.json").write_text(json.dumps(spec))
     args = ["sae", "--config", str(folder / "ctrl_c.json"), "--out", str(tmp_path / "run")]
-    proc = _cli(args, folder)
+    # a suite started in the background (`cmd &`) runs with SIGINT ignored, and children inherit that: give the
+    # child the default disposition, as a terminal's Ctrl-C finds it
+    proc = _cli(args, folder, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "run/checkpoint.pt").is_file():
         time.sleep(0.05)

@@ -2,8 +2,9 @@
 
     python train/blender_scene.py EXTENSION_ZIP MODEL_FOLDER OUT_DIR RESOLUTION SAMPLES
 
-Installs the add-on zip (into BLENDER_USER_RESOURCES, which the demo points inside outputs/), loads the exported
-model through the add-on (core.FaceModel.from_pretrained, the code path hub weights take), makes three faces
+Installs the add-on zip, which bundles the exported model (into BLENDER_USER_RESOURCES, which the demo points inside
+outputs/), and with no preference touched loads that model through the add-on (core.FaceModel.from_pretrained, the
+code path hub weights take), makes three faces
 with the Generate Face operator, bakes an intensity sweep on each, renders each with Render Preview and one sweep
 as a strip of renders at its baked levels, and saves the .blend. Prints "RESULT {json}" with the paths.
 """
@@ -32,9 +33,12 @@ def main(zip_path: str, model: str, out_dir: str, resolution: str, samples: str)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
     prefs = bpy.context.preferences.addons[MODULE].preferences
-    prefs.source_kind, prefs.folder = "FOLDER", model
+    weights = prefs.source_kind  # untouched: the zip bundles the model, which a fresh install uses by default
     bpy.ops.facecam.load_model()
-    names = sys.modules[MODULE + ".model_session"].current().expression_names
+    loaded = sys.modules[MODULE + ".model_session"].current()
+    if loaded is None or loaded.name != json.loads((Path(model) / "config.json").read_text())["name"]:
+        raise SystemExit(f"the installed extension did not load the bundled model {model} (weights: {weights})")
+    names = loaded.expression_names
     settings = bpy.context.scene.facecam
     settings.sweep_count, settings.sweep_max = len(SWEEP_LEVELS), SWEEP_LEVELS[-1]
     settings.preview_resolution, settings.preview_samples = int(resolution), int(samples)
@@ -68,7 +72,8 @@ def main(zip_path: str, model: str, out_dir: str, resolution: str, samples: str)
     first["facecam_intensity"] = FACES[0][2]
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "faces.blend"))
     return {"faces": faces, "renders": renders, "strip": str(strip), "sweep_levels": [0.0, *SWEEP_LEVELS],
-            "blend": str(out / "faces.blend")}
+            "blend": str(out / "faces.blend"), "weights": weights, "extension": zip_path,
+            "materials": [m.name for m in first.data.materials]}
 
 
 if __name__ == "__main__":

@@ -85,10 +85,13 @@ def _step(log: list, name: str, fn) -> None:
 
 
 def blender_scene(model: Path, out_dir: Path, config: str, resolution: int, samples: int) -> dict:
-    """Build the add-on, then in a fresh Blender (bpy) process: three faces with baked sweeps, renders, a .blend."""
-    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(out_dir / "dist")],
-                           capture_output=True, text=True, check=True)
-    zip_path = build.stdout.split("extension: ", 1)[1].strip()
+    """Build the extension zip with the model inside (dist/facecam-VERSION.zip), then in a fresh Blender (bpy)
+    process with default preferences: three faces with baked sweeps, renders, a .blend."""
+    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", "dist", "--model", str(model)],
+                           capture_output=True, text=True)
+    if build.returncode != 0:
+        raise SystemExit(f"building the extension failed: {build.stderr[-2000:]}")
+    zip_path = str(Path(build.stdout.split("extension: ", 1)[1].splitlines()[0].strip()).resolve())
     env = {**os.environ, "BLENDER_USER_RESOURCES": str((output_root(config) / "blender_user").resolve())}
     proc = subprocess.run([sys.executable, str(ROOT / "train" / "blender_scene.py"), zip_path, str(model.resolve()),
                            str(out_dir.resolve()), str(resolution), str(samples)], env=env, capture_output=True,
@@ -172,7 +175,8 @@ def run_demo(config: str = "quick") -> int:
                "texture evaluation (texture_report.md, texture_grid.png)": root / "eval" / "texture_report.md",
                "exported model folder": model, "Blender scene": blend,
                **{f"render {Path(p).name}": p for p in result.get("renders", [])},
-               "sweep strip": result.get("strip", ""), "every number of this run (results page)": page}
+               "sweep strip": result.get("strip", ""), "every number of this run (results page)": page,
+               "Blender extension with this model inside (install from disk)": result.get("extension", "")}
     print("\nOutputs:")
     for what, path in outputs.items():
         print(f"  {what}: {Path(path).resolve()}")

@@ -215,7 +215,7 @@ def control(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int, classifier
             "curves_monotonic": all(bool(np.all(np.diff(v) > -1e-3)) for v in curve.values())}
 
 
-TSNE_IDENTITIES = 40  # exact t-SNE is quadratic in the points; 40 identities' meshes (800) are enough to look at
+TSNE_IDENTITIES = 20  # exact t-SNE is quadratic in the points; 20 identities' meshes (400) are enough to look at
 
 
 def embedding_plots(stored, sae, ae, path: Path) -> None:
@@ -239,7 +239,9 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
     z_kind = json.loads((gan_dir / "config.json").read_text())["cgan"]["z_id"]
     meshes, id_labels, exp_labels = training_meshes(stored)
     train = torch.from_numpy(np.array(stored.vertices[stored.splits["train"]]))
-    pca = PCAModel(meshes, 130)
+    # the SAE's input code is the PCA of these same training meshes: its leading rows are PCA-130 (the paper
+    # config's SAE reads every coordinate, so there it is fitted)
+    pca = PCAModel.leading(sae.coder) if len(sae.coder.basis) >= min(130, len(meshes) - 1) else PCAModel(meshes, 130)
     classifier = RealMeshClassifier(meshes, id_labels, exp_labels, coder=pca.coder)
     with torch.no_grad():
         real = (*sae.encode(meshes), id_labels, exp_labels)

@@ -23,9 +23,15 @@ from train.data.layout import export_folder
 CARD_MARKER = "README.md"  # written last: marks a complete export
 
 
+COMPACT = ("coder.basis",)  # stored as float16: half the model's size (inference reads them back as float32)
+
+
 def _decoder_tensors(sae_dir: Path) -> dict[str, torch.Tensor]:
-    """The SAE's tensors that MeshDecoder holds (its coder and decoder), not the encoders or heads."""
-    return {k: v for k, v in load_file(sae_dir / "sae.safetensors").items() if k.startswith(MeshDecoder.PARTS)}
+    """The SAE's tensors that MeshDecoder holds (its coder and decoder), not the encoders or heads; the PCA basis
+    (the bulk of a quick model: 256 x 80,157 numbers) in float16, which moves vertices by micrometres
+    (docs/benchmarks.md) where float32 would double the download."""
+    return {k: (v.half() if k in COMPACT else v) for k, v in load_file(sae_dir / "sae.safetensors").items()
+            if k.startswith(MeshDecoder.PARTS)}
 
 
 def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None, out: Path, name: str,
@@ -47,6 +53,7 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
         "shape": shape_cfg, "texture": texture_cfg, "z_id": gan_run["cgan"]["z_id"],
         "texture_window": list(stored.meta["texture_windows"]["crop"]), "units": template.units,
         "trained_on": card["trained_on"], "license": card["license"],
+        "materials": list(template.material_names),  # names of template.safetensors' polygon_materials
     }
     with export_folder(out, overwrite, CARD_MARKER) as work:
         write_safetensors_atomic(work / "shape.safetensors", tensors)
@@ -54,7 +61,9 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
             "polygon_sizes": torch.from_numpy(template.polygon_sizes.astype("int32")),
             "polygon_vertices": torch.from_numpy(template.polygon_vertices.astype("int32")),
             "polygon_uv_indices": torch.from_numpy(template.polygon_uv_indices.astype("int32")),
-            "uvs": torch.from_numpy(template.uvs.astype("float32"))})
+            "uvs": torch.from_numpy(template.uvs.astype("float32")),
+            **({"polygon_materials": torch.from_numpy(template.polygon_materials.astype("int32"))}
+               if len(template.polygon_materials) else {})})
         shutil.copyfile(stored.path / "template_texture.png", work / "template_texture.png")
         if texture_dir:
             shutil.copyfile(texture_dir / "texture.safetensors", work / "texture.safetensors")

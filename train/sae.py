@@ -134,6 +134,13 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
                 mix = (id_labels[partner], own)
             out = trained(code)
             terms = sae_loss(out, code, id_labels[idx], targets, sae_cfg, supervised, mix)
+            if sae_cfg.identity_swap_weight:
+                own_code = codes[idx]
+                other = same_person_partners(idx.cpu(), id_labels.cpu(), exp_labels.cpu(), mixing).to(dev)
+                mu_exp = out["mu_exp"] if mix is None else model.encode_code(own_code)[1]
+                swapped = model.decode_code(torch.cat([model.encode_code(codes[other])[0], mu_exp], dim=1))
+                terms["swap_l1"] = (swapped - own_code).abs().mean()
+                terms["loss"] = terms["loss"] + sae_cfg.identity_swap_weight * terms["swap_l1"]
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
@@ -171,6 +178,22 @@ def mix_partners(idx: torch.Tensor, id_labels: torch.Tensor, exp_labels: torch.T
         return starts[other] + (torch.rand(len(idx), generator=generator) * counts[other]).long()
     n_exp = int(exp_labels.max()) + 1
     return ((id_labels[idx] + shift) % n_ids) * n_exp + exp_labels[idx]
+
+
+def same_person_partners(idx: torch.Tensor, id_labels: torch.Tensor, exp_labels: torch.Tensor,
+                          generator: torch.Generator) -> torch.Tensor:
+    """For each training sample, a random other sample of the same person: another expression class (the grid is
+    identity-major), or any other frame of the subject for action units."""
+    n_ids = int(id_labels.max()) + 1
+    if exp_labels.dtype.is_floating_point:
+        starts = torch.searchsorted(id_labels, torch.arange(n_ids))
+        counts = torch.bincount(id_labels, minlength=n_ids)
+        person = id_labels[idx]
+        shift = 1 + (torch.rand(len(idx), generator=generator) * (counts[person] - 1).clamp_min(1)).long()
+        return starts[person] + (idx - starts[person] + shift) % counts[person]
+    n_exp = int(exp_labels.max()) + 1
+    shift = torch.randint(1, n_exp, (len(idx),), generator=generator)  # never the sample's own expression
+    return id_labels[idx] * n_exp + (exp_labels[idx] + shift) % n_exp
 
 
 def export_sae(model: SupervisedAutoEncoder, folder: Path) -> None:

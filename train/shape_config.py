@@ -28,6 +28,10 @@ class SAETrainConfig:
     identity_mix: bool
     # AdamW's decoupled weight decay (0: Adam, as the paper)
     weight_decay: float
+    # Not in the paper: the weight of an L1 term on the mesh decoded from the identity embedding of the same
+    # person's other expression (one drawn per sample and epoch) with the sample's own expression embedding. An
+    # identity embedding that moves with expression cannot pass it, whatever the classification weights (0: off)
+    identity_swap_weight: float
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,9 @@ def shape_section(cfg: dict) -> dict:
     if "sae" not in shape:
         raise ConfigError(f"{where}.sae: missing")
     sae = typed_section(shape["sae"], SAETrainConfig, f"{where}.sae")
-    if sae.epochs < 1 or sae.batch_size < 1 or sae.lr <= 0 or sae.weight_decay < 0:
-        raise ConfigError(f"{where}.sae: epochs and batch_size must be >= 1, lr > 0 and weight_decay >= 0")
+    if sae.epochs < 1 or sae.batch_size < 1 or sae.lr <= 0 or sae.weight_decay < 0 or sae.identity_swap_weight < 0:
+        raise ConfigError(f"{where}.sae: epochs and batch_size must be >= 1, lr > 0, weight_decay and "
+                          f"identity_swap_weight >= 0")
     cgan = None
     if "cgan" in shape:
         cgan = typed_section(shape["cgan"], CGANTrainConfig, f"{where}.cgan")

@@ -173,6 +173,8 @@ def _load_ict_model(path: Path, file_version) -> ICTFaceModel:
         region_vertex_ranges=arrays["region_vertex_ranges"].astype(np.int32, copy=False),
         region_polygon_ranges=arrays["region_polygon_ranges"].astype(np.int32, copy=False),
         units="cm",
+        polygon_materials=arrays["polygon_materials"].astype(np.int16, copy=False),
+        material_names=tuple(str(n) for n in arrays["material_names"]),
     )
     for array in arrays.values():
         array.flags.writeable = False  # the model is cached and shared: no caller may edit it in place

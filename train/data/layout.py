@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path, write_png_atomic, write_text_atomic
 from core.obj_io import ObjError, ObjMesh, read_obj, write_obj
-from core.template import FaceTemplate
+from core.template import PART_OF_MATERIAL, FaceTemplate
 
 TEXTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEXTURE_FORMATS = {"png": ".png", "jpg": ".jpg"}
@@ -70,7 +70,12 @@ def template_from_obj(obj: ObjMesh, path: Path) -> FaceTemplate:
     return FaceTemplate(num_vertices=len(obj.vertices), polygon_sizes=obj.polygon_sizes.astype(np.int32),
                         polygon_vertices=obj.polygon_vertices.astype(np.int32),
                         polygon_uv_indices=obj.polygon_uv_indices.astype(np.int32),
-                        uvs=obj.uvs.astype(np.float32), units="cm")
+                        uvs=obj.uvs.astype(np.float32), units="cm",
+                        # the parts of an ICT-topology head (eyes, teeth, ...) are kept; any other file's
+                        # materials (FaceScape's one texture material) make it all skin
+                        **({"polygon_materials": obj.polygon_materials, "material_names": obj.material_names}
+                           if obj.material_names and set(obj.material_names) <= set(PART_OF_MATERIAL)
+                           and obj.polygon_materials.min() >= 0 else {}))
 
 
 def topology_problem(obj: ObjMesh, template: FaceTemplate, path: Path, first: Path) -> str | None:

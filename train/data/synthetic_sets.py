@@ -41,6 +41,7 @@ from train.data.textures import TextureSynthesizer
 TILE_RESOLUTION = 512  # whole-UV-tile textures (exports, renders); the config's resolution is the crop's
 TEMPLATE_IDENTITIES = 96
 GENERATOR_VERSION = 4  # bump when generated data changes, so stale built sets are rebuilt
+TEMPLATE_FORMAT = 2  # template.npz's fields (2: materials per polygon); a set built with another is rebuilt
 SPLITS = ("train", "val", "test")
 _STREAM_SPLIT, _STREAM_FRAMES = 20, 21
 
@@ -196,7 +197,7 @@ def synthetic_set(kind: str, cfg: DataConfig, ict: ICTFaceModel | None = None):
 
 def _build_key(kind: str, cfg: DataConfig, ict: ICTFaceModel) -> dict:
     set_cfg = cfg.facescape if kind == "facescape" else cfg.bp4d
-    return {"kind": kind, "generator_version": GENERATOR_VERSION, "seed": cfg.seed, "style": cfg.style.to_dict(),
+    return {"kind": kind, "generator_version": GENERATOR_VERSION, "template_format": TEMPLATE_FORMAT, "seed": cfg.seed, "style": cfg.style.to_dict(),
             "set": set_cfg.__dict__, "ict_sha256": ict.source_sha256}
 
 
@@ -206,14 +207,17 @@ def _save_template(path: Path, template: FaceTemplate) -> None:
                  polygon_vertices=template.polygon_vertices, polygon_uv_indices=template.polygon_uv_indices,
                  uvs=template.uvs, region_names=np.array(template.region_names),
                  region_vertex_ranges=template.region_vertex_ranges,
-                 region_polygon_ranges=template.region_polygon_ranges, units=template.units)
+                 region_polygon_ranges=template.region_polygon_ranges, units=template.units,
+                 polygon_materials=template.polygon_materials, material_names=np.array(template.material_names))
 
 
 def _load_template(path: Path) -> FaceTemplate:
     with np.load(path, allow_pickle=False) as z:
         return FaceTemplate(int(z["num_vertices"]), z["polygon_sizes"], z["polygon_vertices"],
                             z["polygon_uv_indices"], z["uvs"], tuple(str(n) for n in z["region_names"]),
-                            z["region_vertex_ranges"], z["region_polygon_ranges"], str(z["units"]))
+                            z["region_vertex_ranges"], z["region_polygon_ranges"], str(z["units"]),
+                            *((z["polygon_materials"], tuple(str(n) for n in z["material_names"]))
+                              if "polygon_materials" in z.files else ()))
 
 
 def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFaceModel | None = None,
