@@ -148,6 +148,8 @@ PART_FINISH = {
     "gums and tongue": {"Roughness": 0.3, "Subsurface Weight": 0.2},
     "eyelashes": {"Roughness": 0.6},
     "eye wetness": {"Roughness": 0.05},
+    "pupil": {"Roughness": 0.3},
+    "cornea": {"Roughness": 0.02},
 }
 
 

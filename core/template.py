@@ -103,6 +103,9 @@ PART_OF_MATERIAL = {
     "M_Face": "skin", "M_BackHead": "skin",
     "M_ScleraLeft": "sclera", "M_ScleraRight": "sclera",
     "M_IrisLeft": "iris", "M_IrisRight": "iris",
+    # the eyes as train/data/eyes.py splits them for drawing without ICT's eye textures
+    "M_EyeWhiteLeft": "sclera", "M_EyeWhiteRight": "sclera", "M_PupilLeft": "pupil", "M_PupilRight": "pupil",
+    "M_CorneaLeft": "cornea", "M_CorneaRight": "cornea",
     "M_Teeth": "teeth", "M_GumsTongue": "gums and tongue", "M_EyeLashes": "eyelashes",
     "M_LacrimalFluid": "eye wetness", "M_EyeBlend": "eye wetness", "M_EyeOcclusion": "eye wetness",
 }
@@ -129,6 +132,6 @@ def polygon_parts(num_polygons: int, polygon_materials: np.ndarray, material_nam
 PART_COLOURS = {
     "skin": (0.62, 0.44, 0.36), "sclera": (0.80, 0.76, 0.72), "iris": (0.20, 0.11, 0.05),
     "teeth": (0.82, 0.78, 0.66), "gums and tongue": (0.55, 0.16, 0.16), "eyelashes": (0.03, 0.02, 0.015),
-    "eye wetness": (1.0, 1.0, 1.0),
+    "eye wetness": (1.0, 1.0, 1.0), "pupil": (0.005, 0.005, 0.005), "cornea": (1.0, 1.0, 1.0),
 }
-PART_OPACITY = {"eye wetness": 0.0}
+PART_OPACITY = {"eye wetness": 0.0, "cornea": 0.0}

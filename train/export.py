@@ -12,12 +12,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
 from core.atomic import write_safetensors_atomic, write_text_atomic
 from core.face_model import FORMAT_VERSION
 from core.shape_networks import MeshDecoder
+from train.data.eyes import split_eye_materials
 from train.data.layout import export_folder
 
 CARD_MARKER = "README.md"  # written last: marks a complete export
@@ -42,6 +44,9 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
     tensors = {**_decoder_tensors(sae_dir), **load_file(gan_dir / "generators.safetensors"),
                **load_file(gan_dir / "z_id.safetensors")}
     template = stored.template
+    # the eyes drawn without ICT's eye textures: transparent outer shell, inner eyeball split into white, iris, pupil
+    materials, material_names = split_eye_materials(template, np.asarray(stored.vertices[0, 0] if stored.kind != "bp4d"
+                                                                         else stored.vertices[0]))
     texture_cfg = json.loads((texture_dir / "texture.json").read_text()) if texture_dir else None
     config = {
         "format_version": FORMAT_VERSION, "name": name,
@@ -53,7 +58,7 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
         "shape": shape_cfg, "texture": texture_cfg, "z_id": gan_run["cgan"]["z_id"],
         "texture_window": list(stored.meta["texture_windows"]["crop"]), "units": template.units,
         "trained_on": card["trained_on"], "license": card["license"],
-        "materials": list(template.material_names),  # names of template.safetensors' polygon_materials
+        "materials": list(material_names),  # names of template.safetensors' polygon_materials
     }
     with export_folder(out, overwrite, CARD_MARKER) as work:
         write_safetensors_atomic(work / "shape.safetensors", tensors)
@@ -62,8 +67,7 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
             "polygon_vertices": torch.from_numpy(template.polygon_vertices.astype("int32")),
             "polygon_uv_indices": torch.from_numpy(template.polygon_uv_indices.astype("int32")),
             "uvs": torch.from_numpy(template.uvs.astype("float32")),
-            **({"polygon_materials": torch.from_numpy(template.polygon_materials.astype("int32"))}
-               if len(template.polygon_materials) else {})})
+            **({"polygon_materials": torch.from_numpy(materials.astype("int32"))} if len(materials) else {})})
         shutil.copyfile(stored.path / "template_texture.png", work / "template_texture.png")
         if texture_dir:
             shutil.copyfile(texture_dir / "texture.safetensors", work / "texture.safetensors")
