@@ -63,34 +63,39 @@ class FaceTemplate:
         """Fan-triangulate polygons (all, or the given indices): (T, 3) vertex and (T, 3) UV indices."""
         sizes = self.polygon_sizes if polygons is None else self.polygon_sizes[polygons]
         starts = self.polygon_starts if polygons is None else self.polygon_starts[polygons]
-        tri_v, tri_uv = [], []
-        for fan in range(1, int(sizes.max(initial=3)) - 1):  # triangle (0, fan, fan+1) needs fan+2 corners
-            sel = sizes >= fan + 2
-            corners = starts[sel][:, None] + np.array([0, fan, fan + 1])
-            tri_v.append(self.polygon_vertices[corners])
-            tri_uv.append(self.polygon_uv_indices[corners])
-        return np.concatenate(tri_v).astype(np.int64), np.concatenate(tri_uv).astype(np.int64)
+        corners, _ = fan_corners(sizes, starts)
+        return self.polygon_vertices[corners].astype(np.int64), self.polygon_uv_indices[corners].astype(np.int64)
 
     def triangle_polygons(self) -> np.ndarray:
         """(T,) the polygon each of triangles()' triangles comes from, in the same order."""
-        sizes = self.polygon_sizes
-        return np.concatenate([np.flatnonzero(sizes >= fan + 2)
-                               for fan in range(1, int(sizes.max(initial=3)) - 1)]).astype(np.int64)
+        return fan_corners(self.polygon_sizes, self.polygon_starts)[1]
+
+
+def fan_corners(polygon_sizes: np.ndarray, starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fan triangulation, the one every mesh writer and the normals share: (T, 3) indices into the flat corner
+    arrays and (T,) the polygon of each triangle. Triangle (0, k, k+1) of every polygon with more than k+1 corners,
+    for k = 1, 2, ... in that order; starts: each polygon's first corner (default: from the sizes)."""
+    sizes = np.asarray(polygon_sizes)
+    if starts is None:
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    corners, polygons = [], []
+    for fan in range(1, int(sizes.max(initial=3)) - 1):  # triangle (0, fan, fan+1) needs fan+2 corners
+        sel = np.flatnonzero(sizes >= fan + 2)
+        corners.append(starts[sel][:, None] + np.array([0, fan, fan + 1]))
+        polygons.append(sel)
+    return np.concatenate(corners).astype(np.int64), np.concatenate(polygons).astype(np.int64)
 
 
 def vertex_normals(vertices: np.ndarray, polygon_sizes: np.ndarray, polygon_vertices: np.ndarray) -> np.ndarray:
     """(V, 3) float32 unit normals: the area-weighted mean of the adjacent polygons' normals (polygons fan-split),
     so faces import smooth-shaded; a vertex no polygon uses gets (0, 0, 1)."""
     v = np.asarray(vertices, np.float64)
-    starts = np.concatenate([[0], np.cumsum(polygon_sizes)[:-1]]).astype(np.int64)
+    tri = np.asarray(polygon_vertices)[fan_corners(polygon_sizes)[0]]
+    n = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])  # length: twice the area
     acc = np.zeros_like(v)
-    for fan in range(1, int(np.max(polygon_sizes, initial=3)) - 1):
-        sel = polygon_sizes >= fan + 2
-        tri = polygon_vertices[starts[sel][:, None] + np.array([0, fan, fan + 1])]
-        n = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])  # length: twice the area
-        for corner in range(3):
-            for axis in range(3):
-                acc[:, axis] += np.bincount(tri[:, corner], n[:, axis], minlength=len(v))
+    for corner in range(3):
+        for axis in range(3):
+            acc[:, axis] += np.bincount(tri[:, corner], n[:, axis], minlength=len(v))
     length = np.linalg.norm(acc, axis=1, keepdims=True)
     out = np.where(length > 0, acc / np.where(length > 0, length, 1), np.array([0.0, 0.0, 1.0]))
     return out.astype(np.float32)

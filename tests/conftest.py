@@ -1,6 +1,9 @@
 import csv
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
@@ -8,6 +11,14 @@ from huggingface_hub import constants
 from train import runs
 from train.config import data_config, load_config
 from train.data.ict import load_ict_model
+
+
+def run_demo(cwd: Path, config) -> subprocess.CompletedProcess:
+    """`python -m train demo --config CONFIG` in a fresh process with a bare environment, outputs under cwd."""
+    return subprocess.run([sys.executable, "-m", "train", "demo", "--config", str(config)], cwd=cwd,
+                          capture_output=True, text=True, timeout=1200,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd),
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture(scope="session")

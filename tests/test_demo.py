@@ -1,31 +1,19 @@
 """The main job end to end on the tiny config: every step from the data to faces rendered in Blender, then a
 second run that reuses everything."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_config_dict
+from conftest import run_demo, tiny_config_dict
 from train.config import ConfigError
 from train.demo import demo_section
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_demo(cwd: Path, config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "train", "demo", "--config", str(config)], cwd=cwd,
-                          capture_output=True, text=True, timeout=1200,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "PYTHONPATH": str(ROOT),
-                               "HF_HUB_OFFLINE": "1"})
 
 
 def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     spec = tiny_config_dict()
-    spec["demo"] = {"render_resolution": 48, "render_samples": 1}
+    spec["demo"] = {"render_resolution": 48, "render_samples": 1, "contact_sheets": True}
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(spec))
     first = run_demo(tmp_path, config)
@@ -68,14 +56,14 @@ def test_demo_section_is_checked():
     with pytest.raises(ConfigError, match="demo.render_samples: missing"):
         demo_section({"name": "x", "demo": {"render_resolution": 64}})
     with pytest.raises(ValueError, match="render_resolution must be >= 16"):
-        demo_section({"name": "x", "demo": {"render_resolution": 8, "render_samples": 1}})
+        demo_section({"name": "x", "demo": {"render_resolution": 8, "render_samples": 1, "contact_sheets": True}})
 
 
 def test_a_run_older_than_its_config_is_set_aside_not_reused(tmp_path):
     import os
     from train.demo import set_aside_if_older_than_config
     config = tmp_path / "c.json"
-    config.write_text("{}")
+    config.write_text('{"name": "c"}')
     run = tmp_path / "texture"
     run.mkdir()
     (run / "config.json").write_text("{}")
@@ -86,4 +74,13 @@ def test_a_run_older_than_its_config_is_set_aside_not_reused(tmp_path):
     assert not run.exists() and aside.name.startswith("texture.before-")
     assert (aside / "texture.safetensors").read_bytes() == b"weights"  # nothing lost
     assert set_aside_if_older_than_config(run, str(config)) is None  # no run: nothing to do
+
+    smaller = tmp_path / "smaller.json"  # a config that extends c.json: a change to c.json counts too
+    smaller.write_text('{"name": "smaller", "extends": "c"}')
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert set_aside_if_older_than_config(run, str(smaller)) is None
+    os.utime(smaller, (1_000_000_000, 1_000_000_000))
+    os.utime(run / "config.json", (1_500_000_000, 1_500_000_000))  # newer than smaller.json, older than c.json
+    assert set_aside_if_older_than_config(run, str(smaller)).name.startswith("texture.before-")
 

@@ -117,7 +117,8 @@ def test_training_runs_every_phase_and_exports(tiny, tmp_path):
     log = log_rows(run)
     assert [(int(r["resolution"]), r["phase"]) for r in log] == [(8, "stable"), (16, "fade"), (16, "stable")]
     assert float(log[1]["alpha"]) == pytest.approx(1.0)  # the fade ends at alpha 1
-    for name in ("008_stable", "016_fade", "016_stable"):
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["008_stable.png", "016_stable.png"]
+    for name in ("008_stable", "016_stable"):
         grid = np.asarray(Image.open(run / "samples" / f"{name}.png"))
         assert grid.std() > 1  # not blank
     g, template = load_texture_generator(run)
@@ -165,14 +166,36 @@ def test_data_parallel_with_torchrun_on_cpu(tiny, tmp_path):
     assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
 
 
-def test_a_set_without_textures_is_refused_with_the_fix(tiny, tmp_path):
+def test_a_set_without_stored_crops_trains_on_the_same_crops_synthesised(tiny, tmp_path):
+    from train.data.crops import SynthesisedCrops
     cfg, stored = tiny
+    data_cfg = data_config(cfg)
+    stored_flat = np.asarray(stored.textures).reshape(-1, *stored.textures.shape[2:])
+    rows = np.array([0, 7, 23, 41, 42])
+    for workers in (0, 2):  # in this process, or in worker processes: the same bits
+        crops = SynthesisedCrops(stored, data_cfg, rows, workers)
+        try:
+            batches = list(crops.stream([np.array([0, 1]), np.array([2]), np.array([3, 4])], ahead=1))
+        finally:
+            crops.close()
+        np.testing.assert_array_equal(np.concatenate(batches), stored_flat[rows])
+    with_stored = train_texture(cfg, stored, tmp_path / "stored", progress=False)
     stored.textures, saved = None, stored.textures
     try:
-        with pytest.raises(ValueError, match="store_textures"):
-            train_texture(cfg, stored, tmp_path / "none", progress=False)
+        synthesised = train_texture(cfg, stored, tmp_path / "synthesised", progress=False, data_workers=1)
     finally:
         stored.textures = saved
+    a, b = load_file(with_stored / "texture.safetensors"), load_file(synthesised / "texture.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_crops_are_not_synthesised_for_a_set_built_from_another_config(tiny):
+    import dataclasses
+    from train.data.crops import SynthesisedCrops
+    cfg, stored = tiny
+    other = dataclasses.replace(data_config(cfg), seed=99)
+    with pytest.raises(ValueError, match="built from another config.*rebuild it"):
+        SynthesisedCrops(stored, other, np.arange(3), workers=0)
 
 
 def test_intensity_reaches_the_generator_unnormalised():
@@ -251,7 +274,7 @@ def test_training_measures_the_templates_and_exports_them(tiny, tmp_path):
                                                             "expression_templates": True}}}
     run = train_texture(cfg, stored, tmp_path / "tex", progress=False)
     g, _ = load_texture_generator(run)
-    images, ids, classes = training_textures(stored)
+    images, ids, classes = training_textures(stored, data_config(cfg), workers=0)
     expected = measure_expression_offsets(images, ids, classes, g.cfg.num_expressions, 16,
                                           neutral=list(stored.expression_names).index("1_neutral"))
     torch.testing.assert_close(g.expression_offsets, expected)

@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     cgan = sub.add_parser("cgan", help="train the conditional GANs on a trained SAE's embeddings")
     add_run_arguments(cgan, "which SAE's embeddings, for the default folders", "outputs/CONFIG/shape/cgan")
     cgan.add_argument("--sae", help="SAE run folder (default: outputs/CONFIG/shape/sae, or sae_bp4d)")
-    tex = sub.add_parser("texture", help="train the conditional progressive GAN on the stored UV crops")
+    tex = sub.add_parser("texture", help="train the conditional progressive GAN on the sets' UV crops")
     add_run_arguments(tex, "expression classes, or action units", "outputs/CONFIG/texture/texture")
+    tex.add_argument("--data-workers", type=int, help="processes synthesising the crops of a set that stores none "
+                                                      "(default: one per core but one; 0: in the training process)")
     ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
     ev.add_argument("--config", default="quick")
     ev.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",

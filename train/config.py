@@ -22,7 +22,9 @@ def config_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.json"
 
 
-def load_config(name_or_path: str | Path) -> dict:
+def load_config(name_or_path: str | Path, _seen: tuple = ()) -> dict:
+    """A config as a dict. One with "extends": BASE is BASE with this file's sections merged over it, field by
+    field (a smaller variant names only what it changes, so it cannot drift from its base)."""
     path = config_path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.json")))
@@ -33,8 +35,46 @@ def load_config(name_or_path: str | Path) -> dict:
         raise ConfigError(f"{path}: invalid JSON ({e})") from e
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise ConfigError(f"{path}: expected a JSON object with a 'name' field")
+    files = []
+    if "extends" in cfg:
+        base_name = cfg.pop("extends")
+        if not isinstance(base_name, str):
+            raise ConfigError(f"{path}: extends: expected a config name, got {base_name!r}")
+        if path.resolve() in _seen:
+            raise ConfigError(f"{path}: extends itself (through {' -> '.join(str(p) for p in _seen)})")
+        file_name = base_name if base_name.endswith(".json") else f"{base_name}.json"
+        # beside this file first, then among the repository's configs
+        base_path = next((p for p in (path.parent / file_name, CONFIG_DIR / file_name) if p.is_file()),
+                         path.parent / file_name)
+        base = load_config(base_path, (*_seen, path.resolve()))
+        files = base.pop("_files")
+        base.pop("_path"), base.pop("description", None)
+        cfg = merge_sections(base, cfg, str(path))
+        cfg["extends"] = base_name
     cfg["_path"] = str(path)
+    cfg["_files"] = [str(path), *files]  # this file and every one it extends
     return cfg
+
+
+def config_mtime(name_or_path: str | Path) -> float:
+    """When a config, or any config it extends, last changed."""
+    return max(Path(p).stat().st_mtime for p in load_config(name_or_path)["_files"])
+
+
+def merge_sections(base: dict, changes: dict, where: str) -> dict:
+    """base with changes merged in, object by object; a changed field must exist in the base (a typo would
+    otherwise be a silent no-op)."""
+    out = dict(base)
+    for key, value in changes.items():
+        if key in ("name", "description"):
+            out[key] = value
+        elif key not in base:
+            raise ConfigError(f"{where}: {key}: not in the config it extends (known: {sorted(base)})")
+        elif isinstance(value, dict) and isinstance(base[key], dict) and value:
+            out[key] = merge_sections(base[key], value, f"{where}: {key}")
+        else:
+            out[key] = value
+    return out
 
 
 def _section(cls, data: dict, where: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 from core.atomic import write_text_atomic
-from train.config import config_path, data_config, load_config, typed_section
+from train.config import config_mtime, config_path, data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
@@ -29,11 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 class DemoConfig:
     render_resolution: int  # px, square
     render_samples: int  # Cycles samples per render
+    contact_sheets: bool  # the data sets' preview pictures (a smoke run skips them)
 
 
 def demo_section(cfg: dict) -> DemoConfig:
     where = f"{cfg.get('_path', cfg['name'])}: demo"
-    demo = typed_section(cfg.get("demo", {"render_resolution": 384, "render_samples": 24}), DemoConfig, where)
+    demo = typed_section(cfg.get("demo", {"render_resolution": 384, "render_samples": 24, "contact_sheets": True}),
+                         DemoConfig, where)
     if demo.render_resolution < 16 or demo.render_samples < 1:
         raise ValueError(f"{where}: render_resolution must be >= 16 and render_samples >= 1")
     return demo
@@ -52,11 +54,12 @@ def set_aside_if_older_than_config(run: Path, config: str) -> Path | None:
     """A run started before its config file last changed may have been trained with other settings: move it to
     RUN.before-TIME (kept, not deleted) so the step trains afresh; returns where it went."""
     started = run / "config.json"
-    if not started.is_file() or started.stat().st_mtime >= config_path(config).stat().st_mtime:
+    if not started.is_file() or started.stat().st_mtime >= config_mtime(config):
         return None
     aside = run.with_name(f"{run.name}.before-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started.stat().st_mtime))}")
     run.rename(aside)
-    print(f"{run} predates {config_path(config)}: moved to {aside}; training afresh", flush=True)
+    print(f"{run} predates {config_path(config)} (or a config it extends): moved to {aside}; training afresh",
+          flush=True)
     return aside
 
 
@@ -121,6 +124,8 @@ def run_demo(config: str = "quick") -> int:
                                        "bp4d_sheet.png")}
 
     def contact_sheets():
+        if not renders.contact_sheets:
+            return "skipped (demo.contact_sheets is false)"
         if all(p.is_file() for p in sheets.values()):
             return "reused"
         facescape = SyntheticFaceScape(cfg)

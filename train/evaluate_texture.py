@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from core.atomic import write_png_atomic, write_text_atomic
 from core.texture_networks import TextureGenerator, TextureNetConfig
 from train.evaluate import fit_linear_classifier
+from train.data.crops import crop_rows
 from train.texture import downsample, image_grid, to_uint8, to_unit_range
 
 
@@ -146,17 +147,34 @@ class MeanColourClassifier:
         return self.head((images.mean(dim=(2, 3)) - self.mean) / self.std).argmax(1)
 
 
-def _real(stored, split: str | tuple[str, ...], resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    ids = np.concatenate([stored.splits[s] for s in ((split,) if isinstance(split, str) else split)])
-    crops = np.asarray(stored.textures[ids])  # (n, E, R, R, 3)
-    n, e = crops.shape[:2]
-    x = downsample(to_unit_range(crops.reshape(n * e, *crops.shape[2:])), resolution)
-    return x, torch.from_numpy(ids).repeat_interleave(e), torch.arange(e).repeat(n)
+# Real and generated textures per split are held as float32 tensors: at most this many values each (2 GiB), so a
+# 512 px model is evaluated on its first identities (34 of them) instead of needing tens of GB; 64 px sets fit whole.
+EVAL_VALUES = 2 ** 29
+
+
+def identities_within_budget(resolution: int, num_expressions: int) -> int:
+    return max(4, EVAL_VALUES // (num_expressions * 3 * resolution * resolution))
+
+
+def _real(stored, data_cfg, split: str | tuple[str, ...], resolution: int, limit: int
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first `limit` identities of the split(s): crops (stored, or synthesised), identities, expressions."""
+    ids = np.concatenate([stored.splits[s] for s in ((split,) if isinstance(split, str) else split)])[:limit]
+    e = len(stored.expression_names)
+    crops = crop_rows(stored, data_cfg, (ids[:, None] * e + np.arange(e)).reshape(-1))
+    try:
+        batches = [np.arange(i, min(i + 64, len(crops))) for i in range(0, len(crops), 64)]
+        x = torch.cat([downsample(to_unit_range(batch), resolution) for batch in crops.stream(batches)])
+    finally:
+        crops.close()
+    return x, torch.from_numpy(ids).repeat_interleave(e), torch.arange(e).repeat(len(ids))
 
 
 @torch.no_grad()
 def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, noise: torch.Tensor | None = None,
-                      batch: int = 64) -> torch.Tensor:
+                      batch: int | None = None) -> torch.Tensor:
+    if batch is None:  # 64 images at 64 px, one at 512 px: a 512 px layer's activations are 67 MB per image
+        batch = max(1, 2 ** 18 // g.cfg.max_resolution ** 2)
     if noise is None:
         noise = torch.randn(len(z_id), g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(0))
     return torch.cat([template + g(z_id[i:i + batch], z_exp[i:i + batch], noise[i:i + batch])
@@ -166,8 +184,11 @@ def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, 
 def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Path, config: str) -> dict:
     g, template = load_texture_generator(run)
     res, n_exp = g.cfg.max_resolution, g.cfg.num_expressions
-    train_x, train_person, train_exp = _real(stored, "train", res)
-    held_x, held_person, held_exp = _real(stored, ("val", "test"), res)  # the texture model trains on neither
+    limit = identities_within_budget(res, n_exp)
+    train_x, train_person, train_exp = _real(stored, source.cfg, "train", res, limit)
+    # the texture model trains on neither validation nor test identities
+    held_x, held_person, held_exp = _real(stored, source.cfg, ("val", "test"), res, limit)
+    z_ids = z_ids[:limit]  # the same training identities as train_x
     n_ids = len(z_ids)
     fake = generate_textures(g, template, z_ids.repeat_interleave(n_exp, 0), torch.eye(n_exp).repeat(n_ids, 1))
     fake_exp = torch.arange(n_exp).repeat(n_ids)
@@ -184,6 +205,7 @@ def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Pa
     results = {
         "config": config,
         "resolution": res,
+        "identities_evaluated": n_ids,  # training identities (and at most as many held-out ones)
         "swd_generated_vs_train": swd_per_level(fake, train_x[:len(fake)]),
         "swd_heldout_real_vs_train": swd_per_level(held_x, train_x[:len(held_x)]),
         "expression_accuracy": float((exp_clf.predict(fake) == fake_exp).float().mean()),
@@ -227,6 +249,8 @@ def intensity_grid(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Ten
 def report_markdown(r: dict) -> str:
     levels = list(r["swd_generated_vs_train"])
     lines = ["# Texture model evaluation", "", f"Command: `python -m train evaluate-texture --config {r['config']}`.", "",
+             f"On the first {r.get('identities_evaluated', '?')} training identities' textures and as many held-out "
+             f"ones at most.", "",
              f"## Realism: sliced Wasserstein distance x 1e3 per Laplacian pyramid level ({r['resolution']} px "
              f"crops; lower is better)", "",
              "| | " + " | ".join(f"{lv} px" for lv in levels) + " |", "|---|" + "---|" * len(levels),

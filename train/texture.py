@@ -16,8 +16,8 @@ Data parallel: every rank takes an equal shard of each epoch and the gradients a
 each backward. Not DistributedDataParallel: the gradient penalty differentiates the critic twice, which DDP's
 hooks do not support.
 
-Writes, in the run folder: config.json, log.csv, checkpoint.pt (every epoch), samples/RES_PHASE.png (a grid of
-identities x expressions at the end of every phase) and at the end texture.safetensors (the moving-average
+Writes, in the run folder: config.json, log.csv, checkpoint.pt (every epoch), samples/RES_stable.png (a grid of
+identities x expressions at the end of every resolution) and at the end texture.safetensors (the moving-average
 generator, which is what sampling uses), texture_discriminator.safetensors, texture.json (network config),
 template_crop.png (what the generator's output is added to).
 """
@@ -38,6 +38,8 @@ from tqdm import tqdm
 from core.atomic import atomic_path, write_png_atomic, write_safetensors_atomic, write_text_atomic
 from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig
 from train.cgan import identity_codes
+from train.config import DataConfig, data_config
+from train.data.crops import crop_rows, default_workers
 from train.data.expressions import AU_MAX_INTENSITY, FACESCAPE_EXPRESSIONS
 from train.losses import expression_loss
 from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
@@ -48,40 +50,19 @@ from train.texture_config import texture_section
 NEUTRAL_EXPRESSION = FACESCAPE_EXPRESSIONS[0]  # "1_neutral", as FaceScape names it
 
 
-def training_textures(stored) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """(N, R, R, 3) uint8 crops of the training identities (memory-mapped rows), identity labels, and expression
-    targets: class indices, or action-unit intensities / 5 for a BP4D-like set."""
-    require_stored_textures(stored)
+def training_textures(stored, data_cfg: DataConfig, workers: int | None = None):
+    """The training identities' crops (stored, or synthesised in `workers` processes: train/data/crops.py),
+    identity labels, and expression targets: class indices, or action-unit intensities / 5 for a BP4D-like set."""
     train_ids = stored.splits["train"]
     if getattr(stored, "kind", "facescape") == "bp4d":
         frames = np.flatnonzero(np.isin(stored.frame_identity, train_ids))
         ids = torch.from_numpy(np.searchsorted(train_ids, stored.frame_identity[frames])).long()
         targets = torch.from_numpy(stored.au_intensities[frames] / AU_MAX_INTENSITY).float()
-        return _Rows(stored.textures, frames), ids, targets
-    n_exp = stored.textures.shape[1]
+        return crop_rows(stored, data_cfg, frames, workers), ids, targets
+    n_exp = len(stored.expression_names)
     rows = (train_ids[:, None] * n_exp + np.arange(n_exp)).reshape(-1)
-    flat = stored.textures.reshape(-1, *stored.textures.shape[2:])
-    return _Rows(flat, rows), torch.arange(len(train_ids)).repeat_interleave(n_exp), torch.arange(n_exp).repeat(
-        len(train_ids))
-
-
-def require_stored_textures(stored) -> None:
-    if stored.textures is None:
-        raise ValueError(f"{stored.path}: this set stores no textures; set store_textures to true in the config's "
-                         f"data section and rebuild it (the texture model trains on stored crops)")
-
-
-class _Rows:
-    """A row subset of a (memory-mapped) array, read a batch at a time."""
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray):
-        self.array, self.rows = array, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index) -> np.ndarray:
-        return np.asarray(self.array[self.rows[index]])
+    return crop_rows(stored, data_cfg, rows, workers), torch.arange(len(train_ids)).repeat_interleave(n_exp), \
+        torch.arange(n_exp).repeat(len(train_ids))
 
 
 def to_unit_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -110,7 +91,6 @@ def phases(cfg: TextureNetConfig) -> list[tuple[int, str]]:
 
 
 def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
-    require_stored_textures(stored)
     au = getattr(stored, "kind", "facescape") == "bp4d"
     n_ids = len(stored.splits["train"])
     cgan = shape["cgan"]
@@ -118,12 +98,12 @@ def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
         raise ValueError(f"{shape['where']}.cgan: missing (the texture model shares the shape cGAN's z_id codes)")
     z_id_dim = n_ids if cgan.z_id == "onehot" else shape["network"].get("z_id_dim", 20)
     cfg = TextureNetConfig(num_identities=n_ids,
-                           num_expressions=len(stored.au_names) if au else stored.textures.shape[1],
+                           num_expressions=len(stored.au_names) if au else len(stored.expression_names),
                            expression_labels="au_intensities" if au else "classes", z_id_dim=z_id_dim,
                            **{k: tuple(v) if isinstance(v, list) else v for k, v in texture["network"].items()})
-    if cfg.max_resolution > stored.textures.shape[-2]:
-        raise ValueError(f"{texture['where']}.network.max_resolution {cfg.max_resolution} exceeds the stored crops' "
-                         f"{stored.textures.shape[-2]} px in {stored.path}")
+    if cfg.max_resolution > stored.meta["texture_resolution"]:
+        raise ValueError(f"{texture['where']}.network.max_resolution {cfg.max_resolution} exceeds the set's "
+                         f"{stored.meta['texture_resolution']} px crops in {stored.path}")
     return cfg
 
 
@@ -274,11 +254,11 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], cell: int = 96) -> np
 
 
 def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
-                  progress: bool = True) -> Path:
+                  progress: bool = True, data_workers: int | None = None) -> Path:
+    """data_workers: processes synthesising crops for a set that stores none (default: one per core but one)."""
     texture, shape = texture_section(cfg), shape_section(cfg)
     tcfg = texture["train"]
     net_cfg = network_config(texture, shape, stored)
-    au = net_cfg.expression_labels == "au_intensities"
     snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}
     run, state, place, dev = open_run(out_dir, snapshot, resume, device)
     if finished_already(run, state, len(phases(net_cfg)) * tcfg.epochs_per_phase,
@@ -287,7 +267,19 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
         return run.path
 
     seed_everything(tcfg.seed)
-    images, id_labels, exp_targets = training_textures(stored)
+    if data_workers is None:  # the ranks of a data-parallel run share the cores
+        data_workers = max(1, default_workers() // place.world_size)
+    images, id_labels, exp_targets = training_textures(stored, data_config(cfg), data_workers)
+    try:
+        return _train_phases(run, state, place, dev, tcfg, net_cfg, shape, stored, images, id_labels, exp_targets,
+                             progress)
+    finally:
+        images.close()
+
+
+def _train_phases(run, state, place, dev, tcfg, net_cfg, shape, stored, images, id_labels, exp_targets,
+                  progress) -> Path:
+    au = net_cfg.expression_labels == "au_intensities"
     z_ids = identity_codes(net_cfg.num_identities, net_cfg.z_id_dim, shape["cgan"].z_id, shape["cgan"].seed)
     template = to_unit_range(stored.template_texture("crop"))[None]
     g, d, g_ema = TextureGenerator(net_cfg), TextureDiscriminator(net_cfg), TextureGenerator(net_cfg)
@@ -326,14 +318,14 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
         torch.manual_seed(tcfg.seed * 100003 + epoch + 70_000_001 + 1009 * place.rank)  # noise: same after a resume
         order = epoch_order(len(images), tcfg.seed, epoch, place, tcfg.epoch_samples)
         sums, steps = {}, 0
-        for b in range(0, len(order), tcfg.batch_size):
-            idx = order[b:b + tcfg.batch_size]
-            if len(idx) < 2:
-                continue  # the minibatch standard deviation needs a pair
+        # the minibatch standard deviation needs a pair: a last batch of one is dropped
+        batches = [idx for idx in (order[b:b + tcfg.batch_size] for b in range(0, len(order), tcfg.batch_size))
+                   if len(idx) >= 2]
+        for idx, crops in zip(batches, images.stream([idx.numpy() for idx in batches])):
             alpha = 1.0
             if kind == "fade":
                 alpha = (in_phase * steps_per_epoch + steps + 1) / (tcfg.epochs_per_phase * steps_per_epoch)
-            real = downsample(to_unit_range(images[idx.numpy()]).to(dev), resolution)
+            real = downsample(to_unit_range(crops).to(dev), resolution)
             if alpha < 1.0:  # the reals fade in too, as the generator's new block does
                 coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
                 real = coarse + alpha * (real - coarse)
@@ -364,7 +356,8 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
             run.save_checkpoint({"epoch": epoch + 1, "g": g.state_dict(), "d": d.state_dict(),
                                  "g_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(),
                                  "opt_d": opt_d.state_dict()})
-            if in_phase == tcfg.epochs_per_phase - 1:
+            # a grid per resolution, once it trained stable (a fade's end samples the same net at alpha 1)
+            if in_phase == tcfg.epochs_per_phase - 1 and kind == "stable":
                 write_sample_grid(g_ema, templates[resolution], grid_codes, resolution,
                                   run.path / "samples" / f"{resolution:03d}_{kind}.png")
             bar.set_postfix(res=resolution, alpha=f"{alpha:.2f}", acc_exp_fake=f"{row.get('acc_exp_fake', 0):.2f}")
@@ -380,7 +373,9 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
 def write_sample_grid(g: TextureGenerator, template: torch.Tensor, codes, resolution: int, path: Path) -> None:
     z_id, z_exp, z_noise, shape = codes
     dev = template.device
-    images = template + g(z_id.to(dev), z_exp.to(dev), z_noise.to(dev), resolution)
+    chunk = max(1, 2 ** 18 // resolution ** 2)  # a 512 px layer's activations are 67 MB per image
+    images = torch.cat([template + g(z_id[i:i + chunk].to(dev), z_exp[i:i + chunk].to(dev),
+                                     z_noise[i:i + chunk].to(dev), resolution) for i in range(0, len(z_id), chunk)])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png_atomic(path, image_grid(to_uint8(images), shape))
 
@@ -406,6 +401,6 @@ def main(args) -> int:
     stored = StoredSet(build_set(args.set, data_cfg, set_dir(data_cfg.config_name, args.set)))
     out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "texture" / (
         "texture" + ("_bp4d" if args.set == "bp4d" else ""))
-    path = train_texture(cfg, stored, out, resume=args.resume, device=args.device)
+    path = train_texture(cfg, stored, out, resume=args.resume, device=args.device, data_workers=args.data_workers)
     print(f"texture run: {path}")
     return 0
