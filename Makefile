@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m train demo --config quick
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rf --durations=12
 
 clean-outputs:
 	rm -rf outputs
