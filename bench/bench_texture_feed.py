@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     try:
         stored = StoredSet(build_set("facescape", data_config(cfg), folder / "set", progress=False))
         one = synthesis_rate(stored, data_config(cfg), args.crops, 1)
-        many = synthesis_rate(stored, data_config(cfg), args.crops, args.workers)
+        many = synthesis_rate(stored, data_config(cfg), args.crops, args.workers) if args.workers > 1 else one
         read = stored_read_rate(folder, args.crops * 4, args.batch)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -118,11 +118,12 @@ def main(argv=None) -> int:
     bp4d_gb = paper.bp4d.num_identities * 8 * paper.bp4d.frames_per_task * crop_bytes / 1e9
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}")
     print("| source | crops/s at 512 px | vs. trainer |\n|---|---:|---:|")
-    print(f"| trainer: one step at batch {args.batch} on {args.device} ({step_s:.2f} s) | {consumed:.1f} consumed | 1 |")
-    for name, rate in (("synthesised, 1 worker", one), (f"synthesised, {args.workers} workers", many),
-                       ("stored, memory-mapped (page cache)", read)):
-        print(f"| {name} | {rate:.1f} | {rate / consumed:.2f} |")
-    print(f"\nworkers to keep up: {consumed / one:.1f} (one worker: {1000 / one:.0f} ms per crop)")
+    print(f"| trainer: one step at batch {args.batch} on {args.device} ({step_s:.2f} s) | {consumed:.3g} consumed | 1 |")
+    rows = [("synthesised, 1 worker", one)] + ([(f"synthesised, {args.workers} workers", many)]
+                                               if args.workers > 1 else [])
+    for name, rate in rows + [("stored, memory-mapped (page cache)", read)]:
+        print(f"| {name} | {rate:.3g} | {rate / consumed:.3g} |")
+    print(f"\nworkers to keep up: {consumed / one:.2g} (one worker: {1000 / one:.0f} ms per crop)")
     print(f"storing the paper sets' crops: FaceScape-like {facescape_gb:.1f} GB, BP4D-like {bp4d_gb:.1f} GB")
     return 0
 
