@@ -60,6 +60,14 @@ def test_plain_autoencoder_has_no_classification_terms(tiny, tmp_path):
     run = train_sae(cfg, stored, tmp_path / "ae", supervised=False, progress=False)
     for row in log_rows(run):
         assert float(row["loss"]) == pytest.approx(float(row["l1"]), rel=1e-5)
+    # nor the label-using options of the SAE's config: mixup partners and identity swaps need labels
+    labelled = dict(cfg, shape=dict(cfg["shape"], sae=dict(cfg["shape"]["sae"], epochs=3, identity_mix=True,
+                                                           identity_swap_weight=1.0)))
+    run = train_sae(labelled, stored, tmp_path / "ae_options", supervised=False, progress=False)
+    for row in log_rows(run):
+        assert "swap_l1" not in row and float(row["loss"]) == pytest.approx(float(row["l1"]), rel=1e-5)
+    sae = train_sae(labelled, stored, tmp_path / "sae_options", progress=False)  # the SAE does use them
+    assert all(float(row["swap_l1"]) > 0 for row in log_rows(sae))
 
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(tiny, tmp_path):

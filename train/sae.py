@@ -110,6 +110,10 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
         codes = model.coder.encode(meshes.to(dev))
     id_labels, exp_labels = id_labels.to(dev), exp_labels.to(dev)
     n = len(codes)
+    # The plain AE uses no labels: identity mixup (partners with the same expression) and the identity swap (a
+    # partner of the same person) both need them, so they belong to the SAE only.
+    mixing_on = sae_cfg.identity_mix and supervised
+    swap_weight = sae_cfg.identity_swap_weight if supervised else 0.0
     bar = tqdm(range(start_epoch, sae_cfg.epochs), desc=f"{'SAE' if supervised else 'AE'} epochs",
                disable=not (progress and dist_info.is_main), initial=start_epoch, total=sae_cfg.epochs)
     for epoch in bar:
@@ -125,7 +129,7 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
         for b in range(0, len(order), sae_cfg.batch_size):
             idx = order[b:b + sae_cfg.batch_size]
             code, targets, mix = codes[idx], exp_labels[idx], None
-            if sae_cfg.identity_mix:
+            if mixing_on:
                 partner = mix_partners(idx.cpu(), id_labels.cpu(), exp_labels.cpu(), mixing).to(dev)
                 own = torch.rand(len(idx), generator=mixing).to(dev)
                 code = own[:, None] * code + (1 - own[:, None]) * codes[partner]
@@ -134,13 +138,13 @@ def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, r
                 mix = (id_labels[partner], own)
             out = trained(code)
             terms = sae_loss(out, code, id_labels[idx], targets, sae_cfg, supervised, mix)
-            if sae_cfg.identity_swap_weight:
+            if swap_weight:
                 own_code = codes[idx]
                 other = same_person_partners(idx.cpu(), id_labels.cpu(), exp_labels.cpu(), mixing).to(dev)
                 mu_exp = out["mu_exp"] if mix is None else model.encode_code(own_code)[1]
                 swapped = model.decode_code(torch.cat([model.encode_code(codes[other])[0], mu_exp], dim=1))
                 terms["swap_l1"] = (swapped - own_code).abs().mean()
-                terms["loss"] = terms["loss"] + sae_cfg.identity_swap_weight * terms["swap_l1"]
+                terms["loss"] = terms["loss"] + swap_weight * terms["swap_l1"]
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
