@@ -61,12 +61,18 @@ def stored_read_rate(folder: Path, crops: int, batch: int) -> float:
     return crops / (time.perf_counter() - start)
 
 
+def paper_texture_network() -> TextureNetConfig:
+    """The paper config's texture GAN at FaceScape's training size (677 identities, 20 expressions)."""
+    network = texture_section(load_config("paper"))["network"]
+    return TextureNetConfig(num_identities=677, num_expressions=20, expression_labels="classes", z_id_dim=20,
+                            **{k: tuple(v) if isinstance(v, list) else v for k, v in network.items()})
+
+
 def texture_step_seconds(device: str, batch: int, resolution: int = RESOLUTION, steps: int = 1) -> float:
     """Seconds of one WGAN-GP step (critic, then generator; gradient penalty included) of the paper-size texture
     GAN at `resolution` (stable phase), mean of `steps` after a warm-up step. Random weights and images."""
     texture = texture_section(load_config("paper"))
-    net = TextureNetConfig(num_identities=677, num_expressions=20, expression_labels="classes", z_id_dim=20,
-                           **{k: tuple(v) if isinstance(v, list) else v for k, v in texture["network"].items()})
+    net = paper_texture_network()
     dev = torch.device(device)
     g, d = TextureGenerator(net).to(dev), TextureDiscriminator(net).to(dev)
     opt_g = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.0, 0.99))

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bench.bench_shape_training import cgan_step_time, check_cuda, sae_step_time
-from bench.bench_texture_feed import texture_step_seconds
+from bench.bench_texture_feed import paper_texture_network, texture_step_seconds
 from core.atomic import write_text_atomic
 from train.config import config_path, data_config, load_config, split_counts
 from train.texture_config import texture_section
@@ -46,10 +46,8 @@ def _peak(dev: torch.device, fn):
 
 
 def texture_agreement() -> str:
-    from core.texture_networks import TextureGenerator, TextureNetConfig
-    texture = texture_section(load_config("paper"))
-    net = TextureNetConfig(num_identities=677, num_expressions=20, expression_labels="classes", z_id_dim=20,
-                           **{k: tuple(v) if isinstance(v, list) else v for k, v in texture["network"].items()})
+    from core.texture_networks import TextureGenerator
+    net = paper_texture_network()
     torch.manual_seed(0)
     g = TextureGenerator(net).eval()
     z = (torch.randn(4, 20), torch.eye(20)[:4], torch.randn(4, net.z_noise_dim))

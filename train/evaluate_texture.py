@@ -24,8 +24,8 @@ from safetensors.torch import load_file
 from core.atomic import write_png_atomic, write_text_atomic
 from core.texture_networks import TextureGenerator, TextureNetConfig
 from train.evaluate import fit_linear_classifier
-from train.data.crops import crop_rows
-from train.texture import downsample, image_grid, to_uint8, to_unit_range
+from train.data.crops import crop_rows, identity_rows
+from train.texture import downsample, images_per_batch, image_grid, to_uint8, to_unit_range
 
 
 def load_texture_generator(run: Path) -> tuple[TextureGenerator, torch.Tensor]:
@@ -161,7 +161,7 @@ def _real(stored, data_cfg, split: str | tuple[str, ...], resolution: int, limit
     """The first `limit` identities of the split(s): crops (stored, or synthesised), identities, expressions."""
     ids = np.concatenate([stored.splits[s] for s in ((split,) if isinstance(split, str) else split)])[:limit]
     e = len(stored.expression_names)
-    crops = crop_rows(stored, data_cfg, (ids[:, None] * e + np.arange(e)).reshape(-1))
+    crops = crop_rows(stored, data_cfg, identity_rows(ids, e))
     try:
         batches = [np.arange(i, min(i + 64, len(crops))) for i in range(0, len(crops), 64)]
         x = torch.cat([downsample(to_unit_range(batch), resolution) for batch in crops.stream(batches)])
@@ -173,8 +173,8 @@ def _real(stored, data_cfg, split: str | tuple[str, ...], resolution: int, limit
 @torch.no_grad()
 def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, noise: torch.Tensor | None = None,
                       batch: int | None = None) -> torch.Tensor:
-    if batch is None:  # 64 images at 64 px, one at 512 px: a 512 px layer's activations are 67 MB per image
-        batch = max(1, 2 ** 18 // g.cfg.max_resolution ** 2)
+    if batch is None:
+        batch = images_per_batch(g.cfg.max_resolution)
     if noise is None:
         noise = torch.randn(len(z_id), g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(0))
     return torch.cat([template + g(z_id[i:i + batch], z_exp[i:i + batch], noise[i:i + batch])

@@ -39,7 +39,7 @@ from core.atomic import atomic_path, write_png_atomic, write_safetensors_atomic,
 from core.texture_networks import TextureDiscriminator, TextureGenerator, TextureNetConfig
 from train.cgan import identity_codes
 from train.config import DataConfig, data_config
-from train.data.crops import crop_rows, default_workers
+from train.data.crops import crop_rows, default_workers, identity_rows
 from train.data.expressions import AU_MAX_INTENSITY, FACESCAPE_EXPRESSIONS
 from train.losses import expression_loss
 from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
@@ -60,9 +60,14 @@ def training_textures(stored, data_cfg: DataConfig, workers: int | None = None):
         targets = torch.from_numpy(stored.au_intensities[frames] / AU_MAX_INTENSITY).float()
         return crop_rows(stored, data_cfg, frames, workers), ids, targets
     n_exp = len(stored.expression_names)
-    rows = (train_ids[:, None] * n_exp + np.arange(n_exp)).reshape(-1)
-    return crop_rows(stored, data_cfg, rows, workers), torch.arange(len(train_ids)).repeat_interleave(n_exp), \
-        torch.arange(n_exp).repeat(len(train_ids))
+    return (crop_rows(stored, data_cfg, identity_rows(train_ids, n_exp), workers),
+            torch.arange(len(train_ids)).repeat_interleave(n_exp), torch.arange(n_exp).repeat(len(train_ids)))
+
+
+def images_per_batch(resolution: int) -> int:
+    """How many images to generate at once without training: 64 at 64 px, one at 512 px (a 512 px layer's
+    activations are 67 MB per image)."""
+    return max(1, 2 ** 18 // resolution ** 2)
 
 
 def to_unit_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -373,7 +378,7 @@ def _train_phases(run, state, place, dev, tcfg, net_cfg, shape, stored, images, 
 def write_sample_grid(g: TextureGenerator, template: torch.Tensor, codes, resolution: int, path: Path) -> None:
     z_id, z_exp, z_noise, shape = codes
     dev = template.device
-    chunk = max(1, 2 ** 18 // resolution ** 2)  # a 512 px layer's activations are 67 MB per image
+    chunk = images_per_batch(resolution)
     images = torch.cat([template + g(z_id[i:i + chunk].to(dev), z_exp[i:i + chunk].to(dev),
                                      z_noise[i:i + chunk].to(dev), resolution) for i in range(0, len(z_id), chunk)])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,11 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+def identity_rows(identities: np.ndarray, num_expressions: int) -> np.ndarray:
+    """The flat (identity x expression) rows of every expression of these identities of a FaceScape-like set."""
+    return (np.asarray(identities)[:, None] * num_expressions + np.arange(num_expressions)).reshape(-1)
+
+
 def crop_rows(stored, cfg: DataConfig, rows: np.ndarray, workers: int | None = None):
     """The crops at `rows` (flat identity x expression indices, or frames): stored, else synthesised."""
     if stored.textures is not None:
