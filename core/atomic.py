@@ -50,12 +50,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_safetensors_atomic(path: str | os.PathLike, tensors: dict) -> None:
+def write_safetensors_atomic(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Tensors as one safetensors file, atomically and with the usual permissions (safetensors itself writes 0600)."""
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

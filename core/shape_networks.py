@@ -195,10 +195,16 @@ class SupervisedAutoEncoder(MeshDecoder):
         return self.encode_code(self.coder.encode(meshes))
 
     def encode_code(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu_id, mu_exp = self.id_encoder(code), self.exp_encoder(code)
-        if self.id_encoder_skip is not None:
-            mu_id, mu_exp = mu_id + self.id_encoder_skip(code), mu_exp + self.exp_encoder_skip(code)
-        return mu_id, mu_exp
+        return self.encode_identity(code), self.encode_expression(code)
+
+    def encode_identity(self, code: torch.Tensor) -> torch.Tensor:
+        """mu_id alone: training passes that need one embedding skip the other encoder."""
+        mu_id = self.id_encoder(code)
+        return mu_id if self.id_encoder_skip is None else mu_id + self.id_encoder_skip(code)
+
+    def encode_expression(self, code: torch.Tensor) -> torch.Tensor:
+        mu_exp = self.exp_encoder(code)
+        return mu_exp if self.exp_encoder_skip is None else mu_exp + self.exp_encoder_skip(code)
 
     def forward(self, code: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass on coded meshes (coder.encode once per data set: the coder is fixed)."""

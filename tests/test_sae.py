@@ -80,6 +80,22 @@ def test_refuses_to_overwrite_a_run_and_resume_needs_one(tiny, tmp_path):
         train_sae(short, stored, tmp_path / "run", progress=False)
 
 
+def test_a_run_killed_before_its_export_exports_on_resume_without_training_again(tiny, tmp_path):
+    cfg, stored, _ = tiny
+    short = dict(cfg, shape=dict(cfg["shape"], sae=dict(cfg["shape"]["sae"], epochs=3)))
+    run = train_sae(short, stored, tmp_path / "run", progress=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and "optimizer" not in state  # the last checkpoint keeps no optimizer state
+    exported = (run / "sae.safetensors").read_bytes()
+    embeddings = np.load(run / "embeddings.npz")["mu_id"]
+    (run / "sae.safetensors").unlink()
+    (run / "embeddings.npz").unlink()
+    train_sae(short, stored, run, resume=True, progress=False)
+    assert len(log_rows(run)) == 3  # no epoch trained again
+    assert (run / "sae.safetensors").read_bytes() == exported
+    np.testing.assert_array_equal(np.load(run / "embeddings.npz")["mu_id"], embeddings)
+
+
 def _cli(args, cwd, **kw):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "train", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
@@ -217,3 +233,30 @@ def test_ctrl_c_says_how_to_resume_and_resuming_a_finished_run_changes_nothing(t
     assert again.wait(timeout=300) == 0
     assert "already finished (400 epochs); nothing to do" in again.stderr.read()
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before
+
+
+def test_the_coder_fit_is_kept_with_the_set_and_a_damaged_one_is_refitted(tiny, tmp_path):
+    from core.shape_networks import MeshCoder
+    from train.sae import fit_coder
+    _, stored, _ = tiny
+    meshes = training_meshes(stored)[0]
+    cache = stored.path / "coder-pca12.safetensors"
+    cache.unlink(missing_ok=True)
+    fitted = MeshCoder(meshes.shape[1], 12)
+    fit_coder(fitted, meshes, stored)
+    assert cache.is_file()
+    direct = MeshCoder(meshes.shape[1], 12).fit(meshes)
+    loaded = MeshCoder(meshes.shape[1], 12)
+    fit_coder(loaded, meshes, stored)
+    for a, b, c in zip(direct.state_dict().values(), fitted.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b) and torch.equal(a, c)  # the same bits fitted or loaded
+    fewer = MeshCoder(meshes.shape[1], 12)
+    fit_coder(fewer, meshes[:-20], stored)  # other meshes: refitted, not loaded
+    assert not torch.equal(fewer.basis, direct.basis)
+    cache.write_bytes(cache.read_bytes()[:100])  # truncated
+    again = MeshCoder(meshes.shape[1], 12)
+    fit_coder(again, meshes, stored)
+    assert torch.equal(again.basis, direct.basis)
+    loaded = MeshCoder(meshes.shape[1], 12)
+    fit_coder(loaded, meshes, stored)  # and the refit replaced the damaged file
+    assert torch.equal(loaded.basis, direct.basis)

@@ -23,7 +23,9 @@ from safetensors.torch import load_file
 
 from core.atomic import write_png_atomic, write_text_atomic
 from core.texture_networks import TextureGenerator, TextureNetConfig
+from core.shape_control import interpolate
 from train.evaluate import fit_linear_classifier
+from train.evaluate_intensity import NEUTRAL
 from train.data.crops import crop_rows, identity_rows
 from train.texture import downsample, images_per_batch, image_grid, to_uint8, to_unit_range
 
@@ -85,7 +87,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, g: torch.Generator, dir
     return total / repeats
 
 
-SWD_DESCRIPTORS = 2 ** 14  # 7x7 patches per pyramid level and side (Karras et al. use 2^21 on a GPU)
+SWD_DESCRIPTORS = 2 ** 14  # 7x7 patches per pyramid level and side at most (Karras et al. use 2^21 on a GPU)
+SWD_DESCRIPTORS_PER_IMAGE = 128  # as Karras et al.'s code draws: a few dozen images give fewer, not overlapping, patches
 
 
 def _descriptors(level: torch.Tensor, count: int, g: torch.Generator) -> torch.Tensor:
@@ -100,8 +103,10 @@ def swd_per_level(x: torch.Tensor, y: torch.Tensor, seed: int = 0, descriptors: 
     """{level resolution: SWD x 1e3} between image batches (N, 3, R, R) in [-1, 1]. Both sides get the same number
     of descriptors whatever their image counts (the distance's sampling bias depends on it), so rows measured on
     4,000 generated and on 1,000 held-out textures compare; it also bounds the cost (sorting 2^18 descriptors'
-    projections on 2,048 directions per level took minutes at 4,000 images)."""
+    projections on 2,048 directions per level took minutes at 4,000 images). At most 128 per image of the smaller
+    batch: a batch of 40 gives 5,120 rather than 410 overlapping patches per image."""
     g = torch.Generator().manual_seed(seed)
+    descriptors = min(descriptors, SWD_DESCRIPTORS_PER_IMAGE * min(len(x), len(y)))
     out = {}
     for lx, ly in zip(laplacian_pyramid(x), laplacian_pyramid(y)):
         out[lx.shape[-1]] = 1e3 * sliced_wasserstein(_normalise(_descriptors(lx, descriptors, g)),
@@ -225,25 +230,28 @@ def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Pa
         results["expression_accuracy_templates_alone"] = float((exp_clf.predict(
             template + g.expression_offset(torch.eye(n_exp), res)) == torch.arange(n_exp)).float().mean())
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_png_atomic(out_dir / "texture_grid.png", intensity_grid(g, template, z_ids))
+    write_png_atomic(out_dir / "texture_grid.png", intensity_grid(
+        g, template, z_ids, list(stored.expression_names).index(NEUTRAL)))
     write_text_atomic(out_dir / "texture_report.json", json.dumps(results, indent=1))
     write_text_atomic(out_dir / "texture_report.md", report_markdown(results))
     return results
 
 
-def intensity_grid(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, identities: int = 3,
-                   expressions: int = 6, intensities=(0.5, 1.0, 1.5)) -> np.ndarray:
+def intensity_grid(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, neutral: int,
+                   identities: int = 3, expressions: int = 6, intensities=(0.5, 1.0, 1.5)) -> np.ndarray:
+    """Rows: identity x intensity; columns: expressions. Calibrated intensity, as FaceModel textures a face: the
+    identity's neutral texture plus alpha times each expression's change from it (so the grid generates one neutral
+    and one intensity-1 texture per identity and expression, not one per cell). One noise draw per identity."""
     n_exp = g.cfg.num_expressions
     ids = torch.arange(min(identities, len(z_ids)))
     exps = torch.arange(min(expressions, n_exp))
-    rows = [(i, a) for i in ids for a in intensities]
-    z_id = torch.stack([z_ids[i] for i, _ in rows for _ in exps])
-    z_exp = torch.stack([torch.eye(n_exp)[e] * a for _, a in rows for e in exps])
-    # one noise draw per identity: within an identity's rows only the expression code changes
+    columns = torch.cat([torch.tensor([neutral]), exps])  # each identity's neutral, then its expressions
     noise = torch.randn(len(ids), g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(0))
-    per_row = torch.stack([noise[i] for i, _ in rows for _ in exps])
-    images = generate_textures(g, template, z_id, z_exp, per_row)
-    return image_grid(to_uint8(images), (len(rows), len(exps)))
+    k = len(columns)
+    unit = generate_textures(g, template, z_ids[ids].repeat_interleave(k, 0), torch.eye(n_exp)[columns].repeat(
+        len(ids), 1), noise.repeat_interleave(k, 0)).reshape(len(ids), k, *template.shape[-3:])
+    rows = [interpolate(unit[i, :1], unit[i, 1:], a) for i in ids for a in intensities]
+    return image_grid(to_uint8(torch.cat(rows)), (len(rows), len(exps)))
 
 
 def report_markdown(r: dict) -> str:
