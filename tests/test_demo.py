@@ -13,7 +13,7 @@ from train.demo import demo_section
 
 def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     spec = tiny_config_dict()
-    spec["demo"] = {"render_resolution": 48, "render_samples": 1, "contact_sheets": True}
+    spec["demo"] = {"render_resolution": 48, "render_samples": 1, "contact_sheets": True, "texture_beside_shape": True}
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(spec))
     first = run_demo(tmp_path, config)
@@ -56,7 +56,8 @@ def test_demo_section_is_checked():
     with pytest.raises(ConfigError, match="demo.render_samples: missing"):
         demo_section({"name": "x", "demo": {"render_resolution": 64}})
     with pytest.raises(ValueError, match="render_resolution must be >= 16"):
-        demo_section({"name": "x", "demo": {"render_resolution": 8, "render_samples": 1, "contact_sheets": True}})
+        demo_section({"name": "x", "demo": {"render_resolution": 8, "render_samples": 1, "contact_sheets": True,
+                                            "texture_beside_shape": False}})
 
 
 def test_a_run_older_than_its_config_is_set_aside_not_reused(tmp_path):
