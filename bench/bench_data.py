@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -131,8 +130,8 @@ def main(argv=None) -> None:
     finally:
         if made and not args.keep:
             shutil.rmtree(out_dir, ignore_errors=True)
-    print(f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}" + (f"; sets kept in {out_dir}" if args.keep else ""))
+    from train.results import machine
+    print(f"Machine: {machine()}" + (f"; sets kept in {out_dir}" if args.keep else ""))
     print()
     print("| step | size | meshes | wall s | peak RSS MiB | disk GiB | rate | target | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---|---:|")

@@ -11,8 +11,6 @@ exported quick model. Times are the best of --repeats after a warm-up.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -73,8 +71,8 @@ def main(argv=None) -> int:
             lambda: model.sweep(7, expression, [0.25 * k for k in range(1, 11)]), args.repeats), None))
     else:
         rows.append(f"| load exported model | skipped: no model at {folder} (`python -m train export`) | | | |")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads")
+    from train.results import machine
+    print(f"machine: {machine()}, {torch.get_num_threads()} threads")
     print("| step | ms | target ms | ratio | note |\n|---|---|---|---|---|")
     print("\n".join(rows))
     return 0

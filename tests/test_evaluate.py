@@ -27,7 +27,7 @@ def test_evaluate_reports_every_section(tmp_path):
     # scaling z_exp moves generated meshes further from the training data
     assert r["generation"]["10.0"]["SP_mm"] > r["generation"]["1.0"]["SP_mm"]
     assert 0 <= r["control"]["expression_accuracy"] <= 1 and 0 <= r["control"]["identity_consistency"] <= 1
-    for section in ("intensity_response", "held_out_intensity"):
+    for section in ("intensity_response", "held_out_intensity", "training_intensity_through_sae"):
         s = r[section]
         assert set(s["ground_truth"]) == {"0.5", "1.0", "1.5", "2.0", "3.0"}
         assert s["ground_truth"]["1.0"]["linear_scaling_error_mm"] < 1e-4  # alpha 1 of the true meshes is exact

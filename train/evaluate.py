@@ -25,7 +25,8 @@ from core.shape_control import ShapeGenerator, expression_code
 from core.shape_networks import (EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, MeshCoder,
                                  ShapeNetConfig, SupervisedAutoEncoder)
 from train.baselines import BilinearModel, PCAModel
-from train.evaluate_intensity import disentanglement, held_out_intensity, identity_specific, intensity_response
+from train.evaluate_intensity import (disentanglement, held_out_intensity, identity_specific, intensity_response,
+                                      intensity_truth)
 from train.evaluate_intensity import markdown as intensity_markdown
 from train.tsne import scatter_panel, tsne, write_panels
 
@@ -248,6 +249,7 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
     val = torch.from_numpy(np.array(stored.vertices[stored.splits["val"]])).reshape(-1, meshes.shape[1], 3)
     _, val_exp = classifier.predict(val)
     n_exp = train.shape[1]
+    train_truth = intensity_truth(source, stored, "train", stored.expression_names)
     results = {
         "config": cfg["name"], "z_id": z_kind,
         "reconstruction": reconstruction(stored, sae, ae, pca),
@@ -256,8 +258,10 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
         "classifier_expression_accuracy_on_real_val": float(
             (val_exp == torch.arange(n_exp).repeat(len(val) // n_exp)).float().mean()),
         "intensity_response": intensity_response(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored,
-                                                 source),
+                                                 source, train_truth),
         "held_out_intensity": held_out_intensity(stored, source, sae, stored.expression_names),
+        "training_intensity_through_sae": held_out_intensity(stored, source, sae, stored.expression_names, "train",
+                                                             train_truth),
         "identity_specific": identity_specific(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored),
         "disentanglement": disentanglement(stored, sae),
     }

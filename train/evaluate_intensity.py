@@ -7,7 +7,9 @@ intensity_response  for training identities (their stored z_id codes, zero noise
                     and the error of scaling the true intensity-1 offset linearly (the best any linear rule does).
 held_out_intensity  the same for held-out identities through the SAE: encode their neutral and intensity-1 meshes,
                     then either decode neutral + alpha (expression - neutral) in mesh space (calibrated), or scale the
-                    expression embedding's offset by alpha and decode (the embedding-space analogue of the paper's).
+                    expression embedding's offset by alpha and decode (the embedding-space analogue of the paper's);
+                    for training identities too (report key training_intensity_through_sae): what the SAE alone
+                    contributes to the cGAN pipeline's error, and so what a perfect cGAN would reach.
 disentanglement     the share of the SAE identity embedding's variance that is within a person (across their 20
                     expressions) rather than between people, training and held-out identities: the identity
                     embedding must not move with expression (0: it does not move at all).
@@ -41,6 +43,12 @@ def _response(meshes: dict[float, torch.Tensor], neutral: torch.Tensor, truth: d
                      "error_mm": float(_displacement_mm(meshes[a], truth[a]).mean())} for a in ALPHAS}
 
 
+def intensity_truth(source, stored, split: str, expression_names) -> tuple[torch.Tensor, dict]:
+    """The generator's neutral and its meshes per alpha for the split's first IDENTITIES identities and EXPRESSIONS
+    (computed once per split: the training identities' serve the cGAN's section and the SAE's)."""
+    return _truth(source, stored.splits[split][:IDENTITIES], [e for e in EXPRESSIONS if e in expression_names])
+
+
 def _truth(source, identities, expressions) -> tuple[torch.Tensor, dict]:
     # identity by identity: the generator caches a few identities' transferred expressions (0.4 s each), so the
     # identity-outer order computes each once where alpha-outer recomputed every identity per alpha
@@ -59,8 +67,9 @@ def _truth_summary(neutral: torch.Tensor, truth: dict) -> dict:
 
 
 def intensity_response(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int, expression_names, stored,
-                       source) -> dict:
-    """Training identities through the cGAN, both intensity modes, against the ground truth."""
+                       source, truth: tuple | None = None) -> dict:
+    """Training identities through the cGAN, both intensity modes, against the ground truth (intensity_truth of the
+    training split, computed here if not given)."""
     train = stored.splits["train"][:IDENTITIES]
     exps = [e for e in EXPRESSIONS if e in expression_names]
     n_exp = len(expression_names)
@@ -73,16 +82,18 @@ def intensity_response(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int,
     neutral = gen(z_ids[:k], neutral_code.expand(k, -1), torch.zeros(k, noise_dim)).reshape(k, 1, -1, 3)
     paper = {a: gen(z_id, a * z_exp, noise).reshape(k, m, -1, 3) for a in ALPHAS}
     calibrated = {a: gen.calibrated(z_id, z_exp, noise, neutral_code, a).reshape(k, m, -1, 3) for a in ALPHAS}
-    true_neutral, truth = _truth(source, train, exps)
+    true_neutral, truth = truth or _truth(source, train, exps)
     return {"identities": int(k), "expressions": exps,
             "ground_truth": _truth_summary(true_neutral, truth),
             "calibrated": _response(calibrated, neutral, truth),
             "paper_z_exp_scaling": _response(paper, neutral, truth)}
 
 
-def held_out_intensity(stored, source, sae, expression_names) -> dict:
-    """Held-out (test) identities through the SAE, both ways of applying intensity, against the ground truth."""
-    test = stored.splits["test"][:IDENTITIES]
+def held_out_intensity(stored, source, sae, expression_names, split: str = "test", truth: tuple | None = None
+                       ) -> dict:
+    """Held-out (test) identities through the SAE, both ways of applying intensity, against the ground truth. With
+    split="train", the same for training identities: the SAE's share of the cGAN pipeline's error, without G."""
+    test = stored.splits[split][:IDENTITIES]
     exps = [e for e in EXPRESSIONS if e in expression_names]
     cols = [list(expression_names).index(e) for e in exps]
     n0 = list(expression_names).index(NEUTRAL)
@@ -97,7 +108,7 @@ def held_out_intensity(stored, source, sae, expression_names) -> dict:
         calibrated = {a: neutral + a * (unit - neutral) for a in ALPHAS}
         embedding = {a: sae.decode(ids, (mu_exp[:, n0:n0 + 1] + a * (mu_exp[:, cols] - mu_exp[:, n0:n0 + 1])
                                          ).reshape(k * m, -1)).reshape(k, m, -1, 3) for a in ALPHAS}
-    true_neutral, truth = _truth(source, test, exps)
+    true_neutral, truth = truth or _truth(source, test, exps)
     return {"identities": int(k), "expressions": exps,
             "ground_truth": _truth_summary(true_neutral, truth),
             "calibrated": _response(calibrated, neutral, truth),
@@ -150,7 +161,11 @@ def markdown(r: dict) -> list[str]:
             ("intensity_response", "training identities (stored z_id, zero noise), through the cGAN",
              (("calibrated", "calibrated (used)"), ("paper_z_exp_scaling", "paper: z_exp scaled"))),
             ("held_out_intensity", "held-out identities, through the SAE",
+             (("calibrated", "calibrated (mesh space)"), ("embedding_offset_scaling", "embedding offset scaled"))),
+            ("training_intensity_through_sae", "training identities' own meshes through the SAE (no cGAN)",
              (("calibrated", "calibrated (mesh space)"), ("embedding_offset_scaling", "embedding offset scaled")))):
+        if key not in r:  # reports written before the section existed
+            continue
         s = r[key]
         lines += ["", f"### Intensity: {title}", "",
                   f"{s['identities']} identities x {', '.join(s['expressions'])}. Ratio: mean displacement from the "
