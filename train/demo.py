@@ -103,8 +103,19 @@ def _start_beside(config: str, args: list[str], run: Path, finished: str, output
     return proc, "resumed" if resume else "trained"
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """End a child training run that is still going (it resumes from its checkpoint next time)."""
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait()
+
+
 def _finish_beside(proc: subprocess.Popen, args: list[str], config: str, output: Path) -> None:
-    code = proc.wait()
+    try:
+        code = proc.wait()
+    except BaseException:  # interrupted while waiting: the child stops too
+        _stop(proc)
+        raise
     if code == 130:
         raise KeyboardInterrupt
     if code:
@@ -178,9 +189,8 @@ def run_demo(config: str = "quick") -> int:
         _step(log, "AE baseline", lambda: _train(config, ["sae", "--unsupervised"], shape / "ae", "sae.safetensors"))
         _step(log, "shape cGANs", lambda: _train(config, ["cgan"], shape / "cgan", "generators.safetensors"))
     except BaseException:
-        if texture_job is not None and texture_job.poll() is None:
-            texture_job.terminate()  # it resumes from its checkpoint next time
-            texture_job.wait()
+        if texture_job is not None:
+            _stop(texture_job)
         raise
     finally:
         torch.set_num_threads(threads)
