@@ -25,8 +25,8 @@ from core.shape_control import ShapeGenerator, expression_code
 from core.shape_networks import (EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, MeshCoder,
                                  ShapeNetConfig, SupervisedAutoEncoder)
 from train.baselines import BilinearModel, PCAModel
-from train.evaluate_intensity import (disentanglement, held_out_intensity, identity_specific, intensity_response,
-                                      intensity_truth)
+from train.evaluate_intensity import (disentanglement, identity_specific, intensity_response, intensity_truth,
+                                      sae_intensity)
 from train.evaluate_intensity import markdown as intensity_markdown
 from train.tsne import scatter_panel, tsne, write_panels
 
@@ -259,9 +259,9 @@ def evaluate(cfg: dict, stored, sae_dir: Path, ae_dir: Path, gan_dir: Path, out_
             (val_exp == torch.arange(n_exp).repeat(len(val) // n_exp)).float().mean()),
         "intensity_response": intensity_response(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored,
                                                  source, train_truth),
-        "held_out_intensity": held_out_intensity(stored, source, sae, stored.expression_names),
-        "training_intensity_through_sae": held_out_intensity(stored, source, sae, stored.expression_names, "train",
-                                                             train_truth),
+        "held_out_intensity": sae_intensity(stored, source, sae, stored.expression_names),
+        "training_intensity_through_sae": sae_intensity(stored, source, sae, stored.expression_names, "train",
+                                                        train_truth),
         "identity_specific": identity_specific(gen, z_ids, gan_cfg.z_noise_dim, stored.expression_names, stored),
         "disentanglement": disentanglement(stored, sae),
     }

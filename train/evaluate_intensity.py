@@ -5,8 +5,8 @@ intensity_response  for training identities (their stored z_id codes, zero noise
                     mesh error against the data generator's ground truth at alpha (mm), for both intensity modes
                     (calibrated: what FaceModel uses; paper: z_exp scaled); beside them the ground truth's own ratio
                     and the error of scaling the true intensity-1 offset linearly (the best any linear rule does).
-held_out_intensity  the same for held-out identities through the SAE: encode their neutral and intensity-1 meshes,
-                    then either decode neutral + alpha (expression - neutral) in mesh space (calibrated), or scale the
+sae_intensity       the same for held-out identities through the SAE (report key held_out_intensity): encode their
+                    neutral and intensity-1 meshes, then either decode neutral + alpha (expression - neutral) in mesh space (calibrated), or scale the
                     expression embedding's offset by alpha and decode (the embedding-space analogue of the paper's);
                     for training identities too (report key training_intensity_through_sae): what the SAE alone
                     contributes to the cGAN pipeline's error, and so what a perfect cGAN would reach.
@@ -89,16 +89,16 @@ def intensity_response(gen: ShapeGenerator, z_ids: torch.Tensor, noise_dim: int,
             "paper_z_exp_scaling": _response(paper, neutral, truth)}
 
 
-def held_out_intensity(stored, source, sae, expression_names, split: str = "test", truth: tuple | None = None
-                       ) -> dict:
+def sae_intensity(stored, source, sae, expression_names, split: str = "test", truth: tuple | None = None
+                  ) -> dict:
     """Held-out (test) identities through the SAE, both ways of applying intensity, against the ground truth. With
     split="train", the same for training identities: the SAE's share of the cGAN pipeline's error, without G."""
-    test = stored.splits[split][:IDENTITIES]
+    people = stored.splits[split][:IDENTITIES]
     exps = [e for e in EXPRESSIONS if e in expression_names]
     cols = [list(expression_names).index(e) for e in exps]
     n0 = list(expression_names).index(NEUTRAL)
-    meshes = torch.from_numpy(np.array(stored.vertices[test]))  # (k, E, V, 3)
-    k, m = len(test), len(exps)
+    meshes = torch.from_numpy(np.array(stored.vertices[people]))  # (k, E, V, 3)
+    k, m = len(people), len(exps)
     with torch.no_grad():
         mu_id, mu_exp = sae.encode(meshes.reshape(-1, *meshes.shape[2:]))
         mu_id, mu_exp = mu_id.reshape(k, -1, mu_id.shape[-1]), mu_exp.reshape(k, -1, mu_exp.shape[-1])
@@ -108,7 +108,7 @@ def held_out_intensity(stored, source, sae, expression_names, split: str = "test
         calibrated = {a: neutral + a * (unit - neutral) for a in ALPHAS}
         embedding = {a: sae.decode(ids, (mu_exp[:, n0:n0 + 1] + a * (mu_exp[:, cols] - mu_exp[:, n0:n0 + 1])
                                          ).reshape(k * m, -1)).reshape(k, m, -1, 3) for a in ALPHAS}
-    true_neutral, truth = truth or _truth(source, test, exps)
+    true_neutral, truth = truth or _truth(source, people, exps)
     return {"identities": int(k), "expressions": exps,
             "ground_truth": _truth_summary(true_neutral, truth),
             "calibrated": _response(calibrated, neutral, truth),
