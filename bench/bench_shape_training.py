@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from core.shape_networks import ShapeNetConfig, SupervisedAutoEncoder
-from train.cgan import ShapeGAN, _step_generators, discriminator_loss, generate, generator_losses
+from train.cgan import ShapeGAN, cgan_step
 from train.config import data_config, load_config
 from train.sae import sae_loss
 from train.shape_config import shape_section
@@ -58,8 +58,8 @@ def cgan_step_time(size: str, dev: torch.device, steps: int, batch: int) -> floa
     shape = shape_section(cfg)
     net = ShapeNetConfig(num_vertices=V, num_identities=677, num_expressions=20, **shape["network"])
     gan = ShapeGAN(net).to(dev)
-    opt_d = torch.optim.Adam(gan.d.parameters())
-    opt_g = torch.optim.Adam([*gan.g_id.parameters(), *gan.g_exp.parameters()])
+    opt_d = torch.optim.Adam(gan.d.parameters(), fused=True)
+    opt_g = torch.optim.Adam([*gan.g_id.parameters(), *gan.g_exp.parameters()], fused=True)
     real = (torch.randn(batch, 100, device=dev), torch.randn(batch, 30, device=dev))
     ids, exps = torch.randint(677, (batch,), device=dev), torch.randint(20, (batch,), device=dev)
     z_id, z_exp = torch.randn(batch, net.z_id_dim, device=dev), torch.eye(20, device=dev)[exps]
@@ -67,11 +67,8 @@ def cgan_step_time(size: str, dev: torch.device, steps: int, batch: int) -> floa
         if i == 2:
             _sync(dev)
             start = time.perf_counter()
-        d = discriminator_loss(gan, real, generate(gan, z_id, z_exp, net.z_noise_dim), ids, exps)
-        opt_d.zero_grad()
-        d["d"].backward()
-        opt_d.step()
-        _step_generators(gan, generator_losses(gan, generate(gan, z_id, z_exp, net.z_noise_dim), ids, exps), opt_g)
+        cgan_step(gan, opt_d, opt_g, {"z_id": z_id, "z_exp": z_exp, "real": real, "ids": ids, "exps": exps,
+                                      "targets": real}, net.z_noise_dim, shape["cgan"].paired_weight)
     _sync(dev)
     return (time.perf_counter() - start) / steps
 

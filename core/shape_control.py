@@ -58,8 +58,12 @@ class ShapeGenerator(torch.nn.Module):
 
     @torch.no_grad()
     def embeddings(self, z_id, z_exp, z_noise, style_z_id=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu_id', mu_exp') for batches of codes; style_z_id drives only G_exp (style editing)."""
-        return self.g_id(z_id, z_noise), self.g_exp(z_id if style_z_id is None else style_z_id, z_exp, z_noise)
+        """(mu_id', mu_exp') for batches of codes; style_z_id drives only G_exp (style editing): the expression as
+        that other identity makes it, G_exp seeing that identity's code (and embedding, where it takes one)."""
+        mu_id = self.g_id(z_id, z_noise)
+        if style_z_id is None:
+            return mu_id, self.g_exp(z_id, z_exp, z_noise, mu_id)
+        return mu_id, self.g_exp(style_z_id, z_exp, z_noise, self.g_id(style_z_id, z_noise))
 
     @torch.no_grad()
     def forward(self, z_id, z_exp, z_noise, style_z_id=None) -> torch.Tensor:

@@ -34,12 +34,19 @@ class ShapeNetConfig:
     exp_dim: int = 30
     z_id_dim: int = 20
     z_noise_dim: int = 5
-    generator: tuple[int, ...] = (128, 256)
+    generator: tuple[int, ...] = (128, 256)  # G_exp's hidden widths, and G_id's unless id_generator is given
+    # G_id's hidden widths (None: `generator`). G_id maps each training identity's code onto one embedding; G_exp must
+    # place 20 expressions per identity, which takes the wider network.
+    id_generator: tuple[int, ...] | None = None
     discriminator: tuple[int, ...] = (256, 128)
     # Not in the paper: a linear layer beside each encoder's and the decoder's MLP, added to its output. The data is
     # close to a linear face space, which a linear path covers for people never seen; the MLP adds what is not
     # linear (and keeps the identity embedding from following the expression).
     linear_skip: bool = False
+    # Not in the paper: G_exp also sees the identity embedding that G_id made (standardised), beside z_id. How a person
+    # makes an expression follows from their face's shape (the data transfers each expression onto each face); from
+    # z_id alone G_exp must memorise that per training identity, from the embedding it can follow the shape.
+    expression_sees_identity: bool = False
 
     def __post_init__(self):
         if self.expression_labels not in ("classes", "au_intensities"):
@@ -242,7 +249,8 @@ class IdentityGenerator(nn.Module):
 
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
-        self.net = mlp([cfg.z_id_dim + cfg.z_noise_dim, *cfg.generator, cfg.id_dim])
+        widths = cfg.generator if cfg.id_generator is None else cfg.id_generator
+        self.net = mlp([cfg.z_id_dim + cfg.z_noise_dim, *widths, cfg.id_dim])
         self.scale = EmbeddingScale(cfg.id_dim)
 
     def forward(self, z_id: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
@@ -250,15 +258,27 @@ class IdentityGenerator(nn.Module):
 
 
 class ExpressionGenerator(nn.Module):
-    """G_exp(z_id, z_exp, z_noise) -> mu_exp': the expression as this identity performs it (in the SAE's units)."""
+    """G_exp(z_id, z_exp, z_noise) -> mu_exp': the expression as this identity performs it (in the SAE's units). With
+    cfg.expression_sees_identity it takes the identity embedding mu_id' too (what G_id made for the person whose
+    expression style it generates)."""
 
     def __init__(self, cfg: ShapeNetConfig):
         super().__init__()
-        self.net = mlp([cfg.z_id_dim + cfg.z_exp_dim + cfg.z_noise_dim, *cfg.generator, cfg.exp_dim])
+        self.sees_identity = cfg.expression_sees_identity
+        extra = cfg.id_dim if self.sees_identity else 0
+        self.net = mlp([cfg.z_id_dim + cfg.z_exp_dim + cfg.z_noise_dim + extra, *cfg.generator, cfg.exp_dim])
         self.scale = EmbeddingScale(cfg.exp_dim)
+        if self.sees_identity:
+            self.id_scale = EmbeddingScale(cfg.id_dim)
 
-    def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
-        return self.scale.restore(self.net(torch.cat([z_id, z_exp, z_noise], dim=1)))
+    def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
+                mu_id: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = [z_id, z_exp, z_noise]
+        if self.sees_identity:
+            if mu_id is None:
+                raise ValueError("this G_exp was trained to see the identity embedding: pass mu_id (G_id's output)")
+            inputs.append(self.id_scale.standardise(mu_id))
+        return self.scale.restore(self.net(torch.cat(inputs, dim=1)))
 
 
 class EmbeddingDiscriminator(nn.Module):

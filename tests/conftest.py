@@ -36,7 +36,8 @@ def tiny_config_dict(**facescape) -> dict:
                  "store_textures": True}},
         "shape": {
             "network": {"code_dim": 24, "id_encoder": [64], "exp_encoder": [64], "decoder": [64], "id_dim": 16,
-                        "exp_dim": 8, "z_id_dim": 8, "z_noise_dim": 4, "generator": [32], "discriminator": [32]},
+                        "exp_dim": 8, "z_id_dim": 8, "z_noise_dim": 4, "generator": [32], "id_generator": [24],
+                        "discriminator": [32], "expression_sees_identity": True},
             "sae": {"epochs": 80, "batch_size": 16, "lr": 0.003, "recon_weight": 1.0, "id_weight": 1.0, "exp_weight": 1.0, "seed": 0, "cosine_decay": False,
                     "identity_mix": False, "weight_decay": 0.0,
                     "identity_swap_weight": 0.0},

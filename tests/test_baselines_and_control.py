@@ -59,6 +59,26 @@ def test_style_editing_changes_only_the_expression_embedding():
     assert gen(z_a, z_exp, noise).shape == (1, 10, 3)
 
 
+def test_an_expression_generator_that_sees_identity_gets_the_style_identity_embedding():
+    """With expression_sees_identity, G_exp takes G_id's embedding; style editing hands it the style identity's
+    (code and embedding), and a call without an embedding is refused rather than guessed."""
+    cfg = ShapeNetConfig(num_vertices=10, num_identities=3, num_expressions=4, code_dim=None, id_encoder=(8,),
+                         exp_encoder=(8,), decoder=(8,), id_dim=5, exp_dim=3, z_id_dim=6, z_noise_dim=2,
+                         generator=(8,), id_generator=(4,), discriminator=(8,), expression_sees_identity=True)
+    torch.manual_seed(0)
+    g_id, g_exp = IdentityGenerator(cfg), ExpressionGenerator(cfg)
+    assert g_id.net[0].out_features == 4 and g_exp.net[0].in_features == 6 + 4 + 2 + 5
+    gen = ShapeGenerator(SupervisedAutoEncoder(cfg), g_id, g_exp)
+    z_a, z_b, z_exp, noise = torch.randn(1, 6), torch.randn(1, 6), torch.eye(4)[1:2], torch.randn(1, 2)
+    with torch.no_grad():
+        mu_id, styled = gen.embeddings(z_a, z_exp, noise, style_z_id=z_b)
+        torch.testing.assert_close(mu_id, g_id(z_a, noise))
+        torch.testing.assert_close(styled, g_exp(z_b, z_exp, noise, g_id(z_b, noise)))
+        assert (styled - g_exp(z_b, z_exp, noise, mu_id)).abs().max() > 1e-6  # the embedding is really used
+        with pytest.raises(ValueError, match="identity embedding"):
+            g_exp(z_a, z_exp, noise)
+
+
 def test_tsne_separates_clusters():
     g = np.random.default_rng(0)
     x = np.concatenate([g.normal(10 * c, 1, (40, 8)) for c in range(3)])

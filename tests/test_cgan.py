@@ -68,12 +68,16 @@ def test_interrupted_and_resumed_equals_uninterrupted(sae_run, tmp_path, monkeyp
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
-def test_each_generator_follows_only_its_own_head():
-    """G_id steps on the gradient of L_s + CE_id only, G_exp on that of L_s + L_exp only (Eq. 3-4)."""
+@pytest.mark.parametrize("sees_identity", [False, True])
+def test_each_generator_follows_only_its_own_head(sees_identity):
+    """G_id steps on the gradient of L_s + CE_id only, G_exp on that of L_s + L_exp only (Eq. 3-4), with D judging
+    the pair (G_id, G_exp) as a whole: the step's gradients are each loss's own, computed the paper's way on D(fake)."""
+    import torch.nn.functional as F
     from core.shape_networks import ShapeNetConfig
     from train.cgan import ShapeGAN, _step_generators, generate, generator_losses
+    from train.losses import expression_loss
     cfg = ShapeNetConfig(num_vertices=10, num_identities=3, num_expressions=4, id_dim=5, exp_dim=3, z_id_dim=6,
-                         z_noise_dim=2, generator=(8,), discriminator=(8,))
+                         z_noise_dim=2, generator=(8,), discriminator=(8,), expression_sees_identity=sees_identity)
     torch.manual_seed(0)
     gan = ShapeGAN(cfg)
     z_id, z_exp = torch.randn(5, 6), torch.eye(4)[torch.tensor([0, 1, 2, 3, 1])]
@@ -85,19 +89,19 @@ def test_each_generator_follows_only_its_own_head():
 
     opt = NoStep([*gan.g_id.parameters(), *gan.g_exp.parameters()], lr=0.0)
     torch.manual_seed(1)
-    losses = generator_losses(gan, generate(gan, z_id, z_exp, 2), ids, exps)
-    _step_generators(gan, losses, opt)
-    g_exp_grad = [p.grad.clone() for p in gan.g_exp.parameters()]
-    g_id_grad = [p.grad.clone() for p in gan.g_id.parameters()]
-    # the expected gradients, each from its own loss only
+    _step_generators(gan, generator_losses(gan, generate(gan, z_id, z_exp, 2), ids, exps), opt)
+    got = [p.grad.clone() for p in [*gan.g_exp.parameters(), *gan.g_id.parameters()]]
+    # the expected gradients: the paper's losses on D(G_id, G_exp), each differentiated for its own generator only
     torch.manual_seed(1)
-    losses = generator_losses(gan, generate(gan, z_id, z_exp, 2), ids, exps)
-    want_exp = torch.autograd.grad(losses["g_exp"], list(gan.g_exp.parameters()), retain_graph=True)
-    want_id = torch.autograd.grad(losses["g_id"], list(gan.g_id.parameters()))
-    for got, want in zip(g_exp_grad + g_id_grad, list(want_exp) + list(want_id)):
-        torch.testing.assert_close(got, want)
-    # and they differ from the gradient of the summed loss (which would leak each head into the other generator)
-    torch.manual_seed(1)
-    losses = generator_losses(gan, generate(gan, z_id, z_exp, 2), ids, exps)
-    summed = torch.autograd.grad(losses["g_id"] + losses["g_exp"], list(gan.g_exp.parameters()))
-    assert max(float((a - b).abs().max()) for a, b in zip(summed, g_exp_grad)) > 1e-6
+    rf, id_logits, exp_logits = gan.d(*generate(gan, z_id, z_exp, 2))
+    adversarial = F.binary_cross_entropy_with_logits(rf, torch.ones_like(rf))
+    want = [*torch.autograd.grad(adversarial + expression_loss(exp_logits, exps)[0], list(gan.g_exp.parameters()),
+                                 retain_graph=True),
+            *torch.autograd.grad(adversarial + F.cross_entropy(id_logits, ids), list(gan.g_id.parameters()),
+                                 retain_graph=True)]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    # and they differ from the gradient of the plain summed loss (which would leak each head into the other generator)
+    leaked = torch.autograd.grad(2 * adversarial + expression_loss(exp_logits, exps)[0]
+                                 + F.cross_entropy(id_logits, ids), list(gan.g_exp.parameters()))
+    assert max(float((a - b).abs().max()) for a, b in zip(leaked, got)) > 1e-6

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from train.config import ConfigError, model_section, typed_section
 
 NETWORK_FIELDS = ("code_dim", "id_encoder", "exp_encoder", "decoder", "id_dim", "exp_dim", "z_id_dim",
-                  "z_noise_dim", "generator", "discriminator", "linear_skip")
+                  "z_noise_dim", "generator", "id_generator", "discriminator", "linear_skip",
+                  "expression_sees_identity")
 
 
 @dataclass(frozen=True)
