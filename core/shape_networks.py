@@ -3,9 +3,9 @@
 SupervisedAutoEncoder (Tables 3-4): an identity encoder and an expression encoder that share no parameters,
 a classification layer on each embedding, and one decoder on the concatenated (mu_id, mu_exp).
 IdentityGenerator / ExpressionGenerator (Table 5): G_id(z_id, z_noise) -> mu_id', G_exp(z_id, z_exp, z_noise)
--> mu_exp' (optionally also seeing mu_id'). EmbeddingDiscriminator (Table 6): one trunk on (mu_id, mu_exp) with a real/fake head, an identity
-head and an expression head. Widths come from ShapeNetConfig, so the CPU-sized and the paper-sized models are
-the same code.
+-> mu_exp' (optionally also seeing mu_id'). EmbeddingDiscriminator (Table 6): one trunk on (mu_id, mu_exp) with a
+real/fake head, an identity head and an expression head. Widths come from ShapeNetConfig, so the CPU-sized and the
+paper-sized models are the same code.
 
 The SAE sees meshes through a MeshCoder: a fixed, affine map between flattened vertices (3V) and the network's
 input space. The paper config uses it only to normalise (mean face, one scale); the quick CPU config also

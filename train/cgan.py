@@ -46,10 +46,6 @@ class ShapeGAN(nn.Module):
         self.d = EmbeddingDiscriminator(net_cfg)
 
 
-def generate(gan: ShapeGAN, z_id, z_exp, noise_dim: int):
-    return generate_with_noise(gan, z_id, z_exp, torch.randn(len(z_id), noise_dim, device=z_id.device))
-
-
 def generate_with_noise(gan: ShapeGAN, z_id, z_exp, z_noise):
     """(G_id, G_exp) for the codes. G_exp sees G_id's output detached (where it takes it at all): its loss must not
     move G_id, as the per-generator losses of Eq. 3 and 4 say."""

@@ -6,10 +6,11 @@ intensity_response  for training identities (their stored z_id codes, zero noise
                     (calibrated: what FaceModel uses; paper: z_exp scaled); beside them the ground truth's own ratio
                     and the error of scaling the true intensity-1 offset linearly (the best any linear rule does).
 sae_intensity       the same for held-out identities through the SAE (report key held_out_intensity): encode their
-                    neutral and intensity-1 meshes, then either decode neutral + alpha (expression - neutral) in mesh space (calibrated), or scale the
-                    expression embedding's offset by alpha and decode (the embedding-space analogue of the paper's);
-                    for training identities too (report key training_intensity_through_sae): what the SAE alone
-                    contributes to the cGAN pipeline's error, and so what a perfect cGAN would reach.
+                    neutral and intensity-1 meshes, then either decode neutral + alpha (expression - neutral) in mesh
+                    space (calibrated), or scale the expression embedding's offset by alpha and decode (the
+                    embedding-space analogue of the paper's); for training identities too (report key
+                    training_intensity_through_sae): what the SAE alone contributes to the cGAN pipeline's error,
+                    and so what a perfect cGAN would reach.
 disentanglement     the share of the SAE identity embedding's variance that is within a person (across their 20
                     expressions) rather than between people, training and held-out identities: the identity
                     embedding must not move with expression (0: it does not move at all).
