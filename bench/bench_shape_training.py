@@ -68,7 +68,7 @@ def cgan_step_time(size: str, dev: torch.device, steps: int, batch: int) -> floa
             _sync(dev)
             start = time.perf_counter()
         cgan_step(gan, opt_d, opt_g, {"z_id": z_id, "z_exp": z_exp, "real": real, "ids": ids, "exps": exps,
-                                      "targets": real}, net.z_noise_dim, shape["cgan"].paired_weight)
+                                      "targets": real}, net.z_noise_dim, shape["cgan"])
     _sync(dev)
     return (time.perf_counter() - start) / steps
 

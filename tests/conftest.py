@@ -42,7 +42,8 @@ def tiny_config_dict(**facescape) -> dict:
                     "identity_mix": False, "weight_decay": 0.0,
                     "identity_swap_weight": 0.0},
             "cgan": {"epochs": 60, "batch_size": 16, "lr_g": 0.002, "lr_d": 0.002, "seed": 0, "z_id": "gaussian",
-                     "lr_decay_fraction": 0.0, "paired_weight": 1.0}},
+                     "lr_decay_fraction": 0.0, "paired_weight": 1.0,
+                     "paired_with_noise": False}},
         "texture": {
             "network": {"z_noise_dim": 16, "start_resolution": 8, "max_resolution": 16, "channels": [16, 16, 8]},
             "train": {"epochs_per_phase": 1, "epoch_samples": 0, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,

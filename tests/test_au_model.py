@@ -17,6 +17,7 @@ def test_au_sae_and_cgan(tmp_path):
     d = tiny_config_dict()
     d["data"]["bp4d"].update(num_identities=8, split=[0.6, 0.2, 0.2])
     d["shape"]["cgan"]["epochs"] = 250
+    d["shape"]["action_units"] = {"cgan": {"paired_with_noise": True}}
     (tmp_path / "au.json").write_text(json.dumps(d))
     cfg = load_config(tmp_path / "au.json")
     stored = StoredSet(build_set("bp4d", data_config(cfg), tmp_path / "bp4d", progress=False))
@@ -32,6 +33,7 @@ def test_au_sae_and_cgan(tmp_path):
     err_levels = (au_pred - targets).abs() * AU_MAX_INTENSITY
     assert float(err_levels.mean()) < 0.5  # intensity levels
     gan = train_cgan(cfg, run, tmp_path / "gan", progress=False)
+    assert json.loads((gan / "config.json").read_text())["cgan"]["paired_with_noise"] is True  # action_units merged
     d_net = load_discriminator(gan)
     emb = np.load(run / "embeddings.npz")
     with torch.no_grad():

@@ -104,3 +104,44 @@ def test_each_generator_follows_only_its_own_head(sees_identity):
     leaked = torch.autograd.grad(2 * adversarial + expression_loss(exp_logits, exps)[0]
                                  + F.cross_entropy(id_logits, ids), list(gan.g_exp.parameters()))
     assert max(float((a - b).abs().max()) for a, b in zip(leaked, got)) > 1e-6
+
+
+@pytest.mark.parametrize("with_noise", [False, True])
+def test_paired_term_reaches_the_noisy_samples_only_when_asked(with_noise):
+    """paired_with_noise: the noisy samples are pulled onto the real embeddings too, not only the zero-noise pass."""
+    from core.shape_networks import ShapeNetConfig
+    from train.cgan import ShapeGAN, cgan_step, generate_with_noise
+    from train.shape_config import CGANTrainConfig
+    cfg = ShapeNetConfig(num_vertices=10, num_identities=3, num_expressions=4, id_dim=5, exp_dim=3, z_id_dim=6,
+                         z_noise_dim=2, generator=(8,), discriminator=(8,), expression_sees_identity=True)
+    torch.manual_seed(0)
+    gan = ShapeGAN(cfg)
+    z_id, z_exp = torch.randn(5, 6), torch.eye(4)[torch.tensor([0, 1, 2, 3, 1])]
+    with torch.no_grad():  # targets: what the generators make at zero noise, so only noise can miss them
+        targets = generate_with_noise(gan, z_id, z_exp, torch.zeros(5, 2))
+    frozen = [torch.optim.SGD(m.parameters(), lr=0.0) for m in (gan.d, gan)]
+    train_cfg = CGANTrainConfig(epochs=1, batch_size=5, lr_g=0.0, lr_d=0.0, seed=0, z_id="gaussian",
+                                lr_decay_fraction=0.0, paired_weight=1.0, paired_with_noise=with_noise)
+    batch = {"z_id": z_id, "z_exp": z_exp, "real": targets, "ids": torch.tensor([0, 1, 2, 0, 1]),
+             "exps": torch.tensor([0, 1, 2, 3, 1]), "targets": targets}
+    terms = cgan_step(gan, *frozen, batch, 2, train_cfg)
+    if with_noise:
+        assert float(terms["paired_exp"]) > 1e-3 and float(terms["paired_id"]) > 1e-3
+    else:
+        assert float(terms["paired_exp"]) < 1e-6 and float(terms["paired_id"]) < 1e-6
+
+
+def test_action_unit_settings_merge_over_the_shape_settings(sae_run):
+    from train.config import ConfigError
+    from train.shape_config import shape_section
+    cfg, _ = sae_run
+    au = dict(cfg, shape=dict(cfg["shape"], action_units={"cgan": {"paired_with_noise": True, "epochs": 7}}))
+    assert shape_section(au)["cgan"].paired_with_noise is False and shape_section(au)["cgan"].epochs == 60
+    merged = shape_section(au, action_units=True)["cgan"]
+    assert merged.paired_with_noise is True and merged.epochs == 7 and merged.lr_g == cfg["shape"]["cgan"]["lr_g"]
+    typo = dict(cfg, shape=dict(cfg["shape"], action_units={"cgan": {"paired_with_nose": True}}))
+    with pytest.raises(ConfigError, match=r"shape.action_units.cgan: expected an object of cgan fields .*"
+                                          r"paired_with_nose"):
+        shape_section(typo)  # a typo fails the holistic model's commands too
+    with pytest.raises(ConfigError, match=r"shape.action_units: expected an object with 'sae' and/or 'cgan'"):
+        shape_section(dict(cfg, shape=dict(cfg["shape"], action_units={"gan": {}})))

@@ -28,7 +28,7 @@ from core.atomic import write_safetensors_atomic, write_text_atomic
 from core.shape_networks import EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, ShapeNetConfig
 from train.losses import expression_loss
 from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
-from train.shape_config import shape_section
+from train.shape_config import CGANTrainConfig, shape_section
 
 
 def identity_codes(num_identities: int, dim: int, kind: str, seed: int) -> torch.Tensor:
@@ -98,18 +98,22 @@ def _step_generators(gan: ShapeGAN, losses: dict, optimizer: torch.optim.Optimiz
     optimizer.step()
 
 
-def cgan_step(gan: ShapeGAN, opt_d, opt_g, batch: dict, noise_dim: int, paired_weight: float) -> dict:
+def cgan_step(gan: ShapeGAN, opt_d, opt_g, batch: dict, noise_dim: int, train_cfg: CGANTrainConfig) -> dict:
     """One D step, then one generator step, on a batch: z_id, z_exp, real (mu_id, mu_exp), ids, exps and, with
-    paired_weight > 0, targets (mu_id, mu_exp) for the generators at zero noise. The generators run once, on the
+    paired_weight > 0, targets (mu_id, mu_exp) for the generators at zero noise (and, paired_with_noise, for the
+    noisy samples as well). The generators run once, on the
     codes with noise and (paired) the same codes at zero noise in one pass; D steps on the noisy samples detached,
     then the generators step on those same samples against the updated D."""
     z_id, z_exp = batch["z_id"], batch["z_exp"]
     n = len(z_id)
     noise = torch.randn(n, noise_dim, device=z_id.device)
+    paired_weight = train_cfg.paired_weight
     if paired_weight > 0:
         mu_id, mu_exp = generate_with_noise(gan, z_id.repeat(2, 1), z_exp.repeat(2, 1),
                                             torch.cat([noise, torch.zeros_like(noise)]))
         fake, paired = (mu_id[:n], mu_exp[:n]), ((mu_id[n:], mu_exp[n:]), batch["targets"])
+        if train_cfg.paired_with_noise:
+            paired = ((mu_id, mu_exp), tuple(t.repeat(2, 1) for t in batch["targets"]))
     else:
         fake, paired = generate_with_noise(gan, z_id, z_exp, noise), None
     d_terms = discriminator_loss(gan, batch["real"], fake, batch["ids"], batch["exps"])
@@ -130,12 +134,12 @@ def learning_rate_factor(epoch: int, epochs: int, decay_fraction: float) -> floa
 
 def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool = False, device: str = "cpu",
                progress: bool = True) -> Path:
-    shape = shape_section(cfg)
+    sae_dir = Path(sae_dir)
+    net_cfg = ShapeNetConfig.from_dict(json.loads((sae_dir / "sae.json").read_text()))
+    shape = shape_section(cfg, action_units=net_cfg.expression_labels == "au_intensities")
     gcfg = shape["cgan"]
     if gcfg is None:
         raise ValueError(f"{shape['where']}.cgan: missing")
-    sae_dir = Path(sae_dir)
-    net_cfg = ShapeNetConfig.from_dict(json.loads((sae_dir / "sae.json").read_text()))
     emb = np.load(sae_dir / "embeddings.npz")
     n_ids = int(emb["id_labels"].max()) + 1
     z_ids = identity_codes(n_ids, net_cfg.z_id_dim, gcfg.z_id, gcfg.seed)
@@ -195,7 +199,7 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
             terms = cgan_step(gan, opt_d, opt_g, {"z_id": z_ids_dev[ids], "z_exp": exps if au else eye_exp[exps],
                                                   "real": (mu_id[idx], mu_exp[idx]), "ids": ids, "exps": exps,
                                                   "targets": (id_centroids[ids], mu_exp[idx])},
-                              net_cfg.z_noise_dim, gcfg.paired_weight)
+                              net_cfg.z_noise_dim, gcfg)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             steps += 1

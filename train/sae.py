@@ -106,7 +106,7 @@ def sae_loss(out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool, 
 
 def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, resume: bool = False,
               device: str = "cpu", progress: bool = True) -> Path:
-    shape = shape_section(cfg)
+    shape = shape_section(cfg, action_units=getattr(stored, "kind", "facescape") == "bp4d")
     sae_cfg = shape["sae"]
     net_cfg = network_config(shape, stored)
     snapshot = {"config": cfg["name"], "supervised": supervised, "network": net_cfg.to_dict(),
