@@ -17,11 +17,12 @@ def test_au_sae_and_cgan(tmp_path):
     d = tiny_config_dict()
     d["data"]["bp4d"].update(num_identities=8, split=[0.6, 0.2, 0.2])
     d["shape"]["cgan"]["epochs"] = 250
-    d["shape"]["action_units"] = {"cgan": {"paired_with_noise": True}}
+    d["shape"]["action_units"] = {"cgan": {"paired_with_noise": True}, "sae": {"seed": 1}}
     (tmp_path / "au.json").write_text(json.dumps(d))
     cfg = load_config(tmp_path / "au.json")
     stored = StoredSet(build_set("bp4d", data_config(cfg), tmp_path / "bp4d", progress=False))
     run = train_sae(cfg, stored, tmp_path / "sae", progress=False)
+    assert json.loads((run / "config.json").read_text())["sae"]["seed"] == 1  # action_units merged
     model = load_sae(run)
     assert model.cfg.expression_labels == "au_intensities" and model.cfg.num_expressions == len(stored.au_names)
     meshes, id_labels, targets = training_meshes(stored)

@@ -108,7 +108,8 @@ def test_each_generator_follows_only_its_own_head(sees_identity):
 
 @pytest.mark.parametrize("with_noise", [False, True])
 def test_paired_term_reaches_the_noisy_samples_only_when_asked(with_noise):
-    """paired_with_noise: the noisy samples are pulled onto the real embeddings too, not only the zero-noise pass."""
+    """paired_with_noise: the noisy samples D judges are pulled onto the real embeddings too (the term is the mean
+    over both passes), not only the zero-noise pass."""
     from core.shape_networks import ShapeNetConfig
     from train.cgan import ShapeGAN, cgan_step, generate_with_noise
     from train.shape_config import CGANTrainConfig
@@ -117,31 +118,53 @@ def test_paired_term_reaches_the_noisy_samples_only_when_asked(with_noise):
     torch.manual_seed(0)
     gan = ShapeGAN(cfg)
     z_id, z_exp = torch.randn(5, 6), torch.eye(4)[torch.tensor([0, 1, 2, 3, 1])]
-    with torch.no_grad():  # targets: what the generators make at zero noise, so only noise can miss them
+    torch.manual_seed(1)
+    noise = torch.randn(5, 2)  # what cgan_step draws after the same seed
+    with torch.no_grad():
+        scales = (gan.d.id_scale.standardise, gan.d.exp_scale.standardise)
+        # targets: the zero-noise pass itself, so that pass adds 0 and only the noisy rows can make the term
         targets = generate_with_noise(gan, z_id, z_exp, torch.zeros(5, 2))
+        at_noise = generate_with_noise(gan, z_id, z_exp, noise)
+        want = [(s(a) - s(t)).abs().mean() / 2 if with_noise else torch.tensor(0.0)
+                for s, a, t in zip(scales, at_noise, targets)]
+    assert min(float((s(a) - s(t)).abs().mean()) for s, a, t in zip(scales, at_noise, targets)) > 1e-2
     frozen = [torch.optim.SGD(m.parameters(), lr=0.0) for m in (gan.d, gan)]
     train_cfg = CGANTrainConfig(epochs=1, batch_size=5, lr_g=0.0, lr_d=0.0, seed=0, z_id="gaussian",
                                 lr_decay_fraction=0.0, paired_weight=1.0, paired_with_noise=with_noise)
     batch = {"z_id": z_id, "z_exp": z_exp, "real": targets, "ids": torch.tensor([0, 1, 2, 0, 1]),
              "exps": torch.tensor([0, 1, 2, 3, 1]), "targets": targets}
+    torch.manual_seed(1)
     terms = cgan_step(gan, *frozen, batch, 2, train_cfg)
-    if with_noise:
-        assert float(terms["paired_exp"]) > 1e-3 and float(terms["paired_id"]) > 1e-3
-    else:
-        assert float(terms["paired_exp"]) < 1e-6 and float(terms["paired_id"]) < 1e-6
+    torch.testing.assert_close(terms["paired_id"], want[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(terms["paired_exp"], want[1], atol=1e-6, rtol=1e-5)
 
 
-def test_action_unit_settings_merge_over_the_shape_settings(sae_run):
+def test_action_unit_settings_merge_over_the_shape_settings(tmp_path):
+    from conftest import tiny_config_dict
     from train.config import ConfigError
     from train.shape_config import shape_section
-    cfg, _ = sae_run
-    au = dict(cfg, shape=dict(cfg["shape"], action_units={"cgan": {"paired_with_noise": True, "epochs": 7}}))
-    assert shape_section(au)["cgan"].paired_with_noise is False and shape_section(au)["cgan"].epochs == 60
-    merged = shape_section(au, action_units=True)["cgan"]
-    assert merged.paired_with_noise is True and merged.epochs == 7 and merged.lr_g == cfg["shape"]["cgan"]["lr_g"]
-    typo = dict(cfg, shape=dict(cfg["shape"], action_units={"cgan": {"paired_with_nose": True}}))
-    with pytest.raises(ConfigError, match=r"shape.action_units.cgan: expected an object of cgan fields .*"
-                                          r"paired_with_nose"):
-        shape_section(typo)  # a typo fails the holistic model's commands too
+    d = tiny_config_dict()
+    d["shape"]["action_units"] = {"cgan": {"paired_with_noise": True, "epochs": 7}, "sae": {"lr": 0.5}}
+    (tmp_path / "au.json").write_text(json.dumps(d))
+    cfg = load_config(tmp_path / "au.json")
+    holistic, au = shape_section(cfg), shape_section(cfg, action_units=True)
+    assert (holistic["cgan"].paired_with_noise, holistic["cgan"].epochs, holistic["sae"].lr) == (False, 60, 0.003)
+    assert (au["cgan"].paired_with_noise, au["cgan"].epochs, au["sae"].lr) == (True, 7, 0.5)
+    assert au["cgan"].lr_g == holistic["cgan"].lr_g and au["sae"].epochs == holistic["sae"].epochs
+    # a config extending it may add override fields its base does not name
+    (tmp_path / "more.json").write_text(json.dumps({"extends": str(tmp_path / "au.json"), "name": "more", "shape": {
+        "action_units": {"cgan": {"batch_size": 8}, "sae": {"epochs": 3}}}}))
+    more = shape_section(load_config(tmp_path / "more.json"), action_units=True)
+    assert (more["cgan"].batch_size, more["cgan"].epochs, more["sae"].epochs, more["sae"].lr) == (8, 7, 3, 0.5)
+
+    def with_overrides(overrides, **cgan):
+        return dict(cfg, shape=dict(cfg["shape"], action_units=overrides, cgan=dict(cfg["shape"]["cgan"], **cgan)))
+    # a bad override fails the holistic model's commands too, naming the field
+    with pytest.raises(ConfigError, match=r"shape.action_units.cgan: .*unknown: \['paired_with_nose'\]"):
+        shape_section(with_overrides({"cgan": {"paired_with_nose": True}}))
+    with pytest.raises(ConfigError, match=r"shape.action_units.cgan.z_id: expected 'gaussian' or 'onehot'"):
+        shape_section(with_overrides({"cgan": {"z_id": "uniform"}}))
     with pytest.raises(ConfigError, match=r"shape.action_units: expected an object with 'sae' and/or 'cgan'"):
-        shape_section(dict(cfg, shape=dict(cfg["shape"], action_units={"gan": {}})))
+        shape_section(with_overrides({"gan": {}}))
+    with pytest.raises(ConfigError, match=r"shape.action_units.cgan.paired_with_noise: true needs paired_weight > 0"):
+        shape_section(with_overrides({"cgan": {"paired_with_noise": True}}, paired_weight=0.0))

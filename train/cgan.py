@@ -69,8 +69,8 @@ def generator_losses(gan: ShapeGAN, fake, id_labels, exp_labels, paired=None, pa
     """G_id: L_s - L_id; G_exp: L_s - L_exp (as losses: the adversarial term plus its own head's CE). D judges each
     generator's output beside the other's detached, so each loss reaches only its own generator and one backward
     pass of the sum gives each the gradient of its own loss (Eq. 3 and 4). With `paired` = ((G_id, G_exp) at zero
-    noise, (target mu_id, target mu_exp)), each generator also gets paired_weight x the L1 distance to its target in
-    standardised units."""
+    noise, and with drawn noise too where paired_with_noise; (target mu_id, target mu_exp)), each generator also gets
+    paired_weight x the L1 distance to its target in standardised units."""
     mu_id, mu_exp = fake
     rf_id, id_logits, _ = gan.d(mu_id, mu_exp.detach())
     rf_exp, _, exp_logits = gan.d(mu_id.detach(), mu_exp)
@@ -100,10 +100,10 @@ def _step_generators(gan: ShapeGAN, losses: dict, optimizer: torch.optim.Optimiz
 
 def cgan_step(gan: ShapeGAN, opt_d, opt_g, batch: dict, noise_dim: int, train_cfg: CGANTrainConfig) -> dict:
     """One D step, then one generator step, on a batch: z_id, z_exp, real (mu_id, mu_exp), ids, exps and, with
-    paired_weight > 0, targets (mu_id, mu_exp) for the generators at zero noise (and, paired_with_noise, for the
-    noisy samples as well). The generators run once, on the
-    codes with noise and (paired) the same codes at zero noise in one pass; D steps on the noisy samples detached,
-    then the generators step on those same samples against the updated D."""
+    train_cfg.paired_weight > 0, targets (mu_id, mu_exp) for the generators at zero noise (and, paired_with_noise,
+    for the noisy samples as well). The generators run once, on the codes with noise and (paired) the same codes at
+    zero noise in one pass; D steps on the noisy samples detached, then the generators step on those same samples
+    against the updated D."""
     z_id, z_exp = batch["z_id"], batch["z_exp"]
     n = len(z_id)
     noise = torch.randn(n, noise_dim, device=z_id.device)
@@ -179,7 +179,8 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
     au = exp_labels.dtype.is_floating_point  # action-unit intensities / 5: z_exp is that vector itself
     exp_labels = exp_labels if au else exp_labels.long()
     z_ids_dev, eye_exp = z_ids.to(dev), torch.eye(net_cfg.num_expressions, device=dev)
-    # each identity's mean identity embedding: what G_id at zero noise is pulled onto (paired_weight > 0)
+    # each identity's mean identity embedding: what G_id at zero noise (and with noise, paired_with_noise) is pulled
+    # onto (paired_weight > 0)
     id_centroids = torch.zeros(n_ids, mu_id.shape[1], device=dev).index_add_(0, id_labels, mu_id) / torch.bincount(
         id_labels, minlength=n_ids).clamp_min(1)[:, None]
     bar = tqdm(range(start, gcfg.epochs), desc="cGAN epochs", disable=not (progress and place.is_main),

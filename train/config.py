@@ -61,17 +61,24 @@ def config_mtime(name_or_path: str | Path) -> float:
     return max(Path(p).stat().st_mtime for p in load_config(name_or_path)["_files"])
 
 
-def merge_sections(base: dict, changes: dict, where: str) -> dict:
+# Sections whose fields a config may add to its base's: overrides that name only what differs, checked against
+# the settings' own fields where they are read (shape_section).
+OPEN_SECTIONS = (("shape", "action_units"),)
+
+
+def merge_sections(base: dict, changes: dict, where: str, path: tuple = ()) -> dict:
     """base with changes merged in, object by object; a changed field must exist in the base (a typo would
-    otherwise be a silent no-op)."""
+    otherwise be a silent no-op), except under OPEN_SECTIONS."""
     out = dict(base)
     for key, value in changes.items():
         if key in ("name", "description"):
             out[key] = value
+        elif key not in base and any((*path, key)[:len(o)] == o for o in OPEN_SECTIONS):
+            out[key] = value
         elif key not in base:
             raise ConfigError(f"{where}: {key}: not in the config it extends (known: {sorted(base)})")
         elif isinstance(value, dict) and isinstance(base[key], dict) and value:
-            out[key] = merge_sections(base[key], value, f"{where}: {key}")
+            out[key] = merge_sections(base[key], value, f"{where}: {key}", (*path, key))
         else:
             out[key] = value
     return out

@@ -57,41 +57,56 @@ class CGANTrainConfig:
     # (identity, condition), noise has nothing there to model: on the BP4D-like set G_exp used it to move the
     # action units (read back 0.44 levels off with noise, 0.23 at zero noise); on the FaceScape-like set the noise
     # costs no control, and pinning it doubled the error at intensity 1 (0.08 -> 0.17 mm), so it stays off there.
+    # The term is then the mean over both passes (zero noise and drawn noise) at the same paired_weight.
     paired_with_noise: bool
 
 
 def shape_section(cfg: dict, action_units: bool = False) -> dict:
     """The network widths and the SAE / cGAN settings; for the action-unit model (action_units), with
-    `shape.action_units` ({"sae": {...}, "cgan": {...}}, the fields that differ) merged over them."""
+    `shape.action_units` ({"sae": {...}, "cgan": {...}}, the fields that differ) merged over them. Both versions are
+    checked whichever is asked for: a bad override fails every command, not only the action-unit ones."""
     shape, network, where = model_section(cfg, "shape", NETWORK_FIELDS)
-    if "sae" not in shape:
-        raise ConfigError(f"{where}.sae: missing")
     overrides = shape.get("action_units", {})
     if not isinstance(overrides, dict) or set(overrides) - {"sae", "cgan"}:
         raise ConfigError(f"{where}.action_units: expected an object with 'sae' and/or 'cgan' settings, got "
                           f"{overrides!r}")
-    for key, fields in overrides.items():  # checked even when not asked for: a typo fails every command
+    for key, fields in overrides.items():
         known = {"sae": SAETrainConfig, "cgan": CGANTrainConfig}[key].__dataclass_fields__
-        if not isinstance(fields, dict) or set(fields) - set(known):
-            raise ConfigError(f"{where}.action_units.{key}: expected an object of {key} fields ({sorted(known)}), "
-                              f"got {fields!r}")
-    if action_units:
-        shape = {**shape, **{key: {**shape[key], **fields} for key, fields in overrides.items()}}
-        where = f"{where} (action_units)"
-    sae = typed_section(shape["sae"], SAETrainConfig, f"{where}.sae")
+        unknown = sorted(set(fields) - set(known)) if isinstance(fields, dict) else None
+        if unknown is None or unknown:
+            raise ConfigError(f"{where}.action_units.{key}: expected an object of {key} fields, got "
+                              f"{fields!r}" + (f" (unknown: {unknown}; known: {sorted(known)})" if unknown else ""))
+        if not isinstance(shape.get(key), dict):
+            raise ConfigError(f"{where}.action_units.{key}: overrides {where}.{key}, which is missing")
+    holistic = _training_settings(shape, lambda key: f"{where}.{key}")
+    merged = _training_settings({**shape, **{key: {**shape[key], **fields} for key, fields in overrides.items()}},
+                                lambda key: f"{where}.action_units.{key}")  # shape.{key} alone passed above
+    sae, cgan = merged if action_units else holistic
+    return {"network": network, "sae": sae, "cgan": cgan,
+            "where": f"{where} (action_units)" if action_units and overrides else where}
+
+
+def _training_settings(shape: dict, where) -> tuple[SAETrainConfig, CGANTrainConfig | None]:
+    """(SAE settings, cGAN settings or None) of a shape section; where(key): the name its errors start with."""
+    if "sae" not in shape:
+        raise ConfigError(f"{where('sae')}: missing")
+    sae = typed_section(shape["sae"], SAETrainConfig, where("sae"))
     if sae.epochs < 1 or sae.batch_size < 1 or sae.lr <= 0 or sae.weight_decay < 0 or sae.identity_swap_weight < 0:
-        raise ConfigError(f"{where}.sae: epochs and batch_size must be >= 1, lr > 0, weight_decay and "
+        raise ConfigError(f"{where('sae')}: epochs and batch_size must be >= 1, lr > 0, weight_decay and "
                           f"identity_swap_weight >= 0")
-    cgan = None
-    if "cgan" in shape:
-        cgan = typed_section(shape["cgan"], CGANTrainConfig, f"{where}.cgan")
-        if cgan.z_id not in ("gaussian", "onehot"):
-            raise ConfigError(f"{where}.cgan.z_id: expected 'gaussian' or 'onehot', got {cgan.z_id!r}")
-        if cgan.epochs < 1 or cgan.batch_size < 1 or cgan.lr_g <= 0 or cgan.lr_d <= 0:
-            raise ConfigError(f"{where}.cgan: epochs and batch_size must be >= 1, learning rates > 0")
-        if cgan.paired_weight < 0:
-            raise ConfigError(f"{where}.cgan.paired_weight: expected >= 0, got {cgan.paired_weight!r}")
-        if not 0 <= cgan.lr_decay_fraction <= 1:
-            raise ConfigError(f"{where}.cgan.lr_decay_fraction: expected a fraction in [0, 1], got "
-                              f"{cgan.lr_decay_fraction!r}")
-    return {"network": network, "sae": sae, "cgan": cgan, "where": where}
+    if "cgan" not in shape:
+        return sae, None
+    cgan = typed_section(shape["cgan"], CGANTrainConfig, where("cgan"))
+    if cgan.z_id not in ("gaussian", "onehot"):
+        raise ConfigError(f"{where('cgan')}.z_id: expected 'gaussian' or 'onehot', got {cgan.z_id!r}")
+    if cgan.epochs < 1 or cgan.batch_size < 1 or cgan.lr_g <= 0 or cgan.lr_d <= 0:
+        raise ConfigError(f"{where('cgan')}: epochs and batch_size must be >= 1, learning rates > 0")
+    if cgan.paired_weight < 0:
+        raise ConfigError(f"{where('cgan')}.paired_weight: expected >= 0, got {cgan.paired_weight!r}")
+    if cgan.paired_with_noise and cgan.paired_weight == 0:
+        raise ConfigError(f"{where('cgan')}.paired_with_noise: true needs paired_weight > 0 (there is no paired "
+                          f"term to extend)")
+    if not 0 <= cgan.lr_decay_fraction <= 1:
+        raise ConfigError(f"{where('cgan')}.lr_decay_fraction: expected a fraction in [0, 1], got "
+                          f"{cgan.lr_decay_fraction!r}")
+    return sae, cgan

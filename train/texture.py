@@ -261,7 +261,9 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], cell: int = 96) -> np
 def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
                   progress: bool = True, data_workers: int | None = None) -> Path:
     """data_workers: processes synthesising crops for a set that stores none (default: one per core but one)."""
-    texture, shape = texture_section(cfg), shape_section(cfg)
+    texture = texture_section(cfg)
+    # the cGAN settings its z_id codes come from: those of the shape model trained on the same set
+    shape = shape_section(cfg, action_units=getattr(stored, "kind", "facescape") == "bp4d")
     tcfg = texture["train"]
     net_cfg = network_config(texture, shape, stored)
     snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}
