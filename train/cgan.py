@@ -111,9 +111,11 @@ def cgan_step(gan: ShapeGAN, opt_d, opt_g, batch: dict, noise_dim: int, train_cf
     if paired_weight > 0:
         mu_id, mu_exp = generate_with_noise(gan, z_id.repeat(2, 1), z_exp.repeat(2, 1),
                                             torch.cat([noise, torch.zeros_like(noise)]))
-        fake, paired = (mu_id[:n], mu_exp[:n]), ((mu_id[n:], mu_exp[n:]), batch["targets"])
+        fake = mu_id[:n], mu_exp[:n]
         if train_cfg.paired_with_noise:
-            paired = ((mu_id, mu_exp), tuple(t.repeat(2, 1) for t in batch["targets"]))
+            paired = (mu_id, mu_exp), tuple(t.repeat(2, 1) for t in batch["targets"])
+        else:
+            paired = (mu_id[n:], mu_exp[n:]), batch["targets"]
     else:
         fake, paired = generate_with_noise(gan, z_id, z_exp, noise), None
     d_terms = discriminator_loss(gan, batch["real"], fake, batch["ids"], batch["exps"])

@@ -21,6 +21,7 @@ from core.face_model import FORMAT_VERSION
 from core.shape_networks import MeshDecoder
 from train.data.eyes import split_eye_materials
 from train.data.layout import export_folder
+from train.data.synthetic_sets import holds_action_units
 
 CARD_MARKER = "README.md"  # written last: marks a complete export
 
@@ -40,7 +41,7 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
                  card: dict, overwrite: bool = False) -> Path:
     shape_cfg = json.loads((gan_dir / "cgan.json").read_text())
     gan_run = json.loads((gan_dir / "config.json").read_text())
-    au = stored.kind == "bp4d"
+    au = holds_action_units(stored)
     tensors = {**_decoder_tensors(sae_dir), **load_file(gan_dir / "generators.safetensors"),
                **load_file(gan_dir / "z_id.safetensors")}
     template = stored.template

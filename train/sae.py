@@ -32,6 +32,7 @@ from tqdm import tqdm
 from core.atomic import atomic_path, write_safetensors_atomic, write_text_atomic
 from core.shape_networks import MeshCoder, ShapeNetConfig, SupervisedAutoEncoder
 from train.data.expressions import AU_MAX_INTENSITY
+from train.data.synthetic_sets import holds_action_units
 from train.losses import expression_loss
 from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
@@ -41,7 +42,7 @@ def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, V, 3) meshes of the training identities, identity labels 0..n_train-1, and expression targets: class
     indices for a FaceScape-like set, action-unit intensities / 5 (N, A) for a BP4D-like one."""
     train_ids = stored.splits["train"]
-    if getattr(stored, "kind", "facescape") == "bp4d":
+    if holds_action_units(stored):
         frames = np.flatnonzero(np.isin(stored.frame_identity, train_ids))
         meshes = torch.from_numpy(np.ascontiguousarray(stored.vertices[frames]))
         id_labels = torch.from_numpy(np.searchsorted(train_ids, stored.frame_identity[frames])).long()
@@ -55,7 +56,7 @@ def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def network_config(shape: dict, stored) -> ShapeNetConfig:
-    au = getattr(stored, "kind", "facescape") == "bp4d"
+    au = holds_action_units(stored)
     return ShapeNetConfig(num_vertices=stored.vertices.shape[-2], num_identities=len(stored.splits["train"]),
                           num_expressions=len(stored.au_names) if au else stored.vertices.shape[1],
                           expression_labels="au_intensities" if au else "classes", **shape["network"])
@@ -106,7 +107,7 @@ def sae_loss(out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool, 
 
 def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, resume: bool = False,
               device: str = "cpu", progress: bool = True) -> Path:
-    shape = shape_section(cfg, action_units=getattr(stored, "kind", "facescape") == "bp4d")
+    shape = shape_section(cfg, action_units=holds_action_units(stored))
     sae_cfg = shape["sae"]
     net_cfg = network_config(shape, stored)
     snapshot = {"config": cfg["name"], "supervised": supervised, "network": net_cfg.to_dict(),

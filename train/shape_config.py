@@ -80,7 +80,7 @@ def shape_section(cfg: dict, action_units: bool = False) -> dict:
             raise ConfigError(f"{where}.action_units.{key}: overrides {where}.{key}, which is missing")
     holistic = _training_settings(shape, lambda key: f"{where}.{key}")
     merged = _training_settings({**shape, **{key: {**shape[key], **fields} for key, fields in overrides.items()}},
-                                lambda key: f"{where}.action_units.{key}")  # shape.{key} alone passed above
+                                lambda key: f"{where}.action_units.{key}") if overrides else holistic
     sae, cgan = merged if action_units else holistic
     return {"network": network, "sae": sae, "cgan": cgan,
             "where": f"{where} (action_units)" if action_units and overrides else where}

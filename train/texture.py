@@ -41,6 +41,7 @@ from train.cgan import identity_codes
 from train.config import DataConfig, data_config
 from train.data.crops import crop_rows, default_workers, identity_rows
 from train.data.expressions import AU_MAX_INTENSITY, FACESCAPE_EXPRESSIONS
+from train.data.synthetic_sets import holds_action_units
 from train.losses import expression_loss
 from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
@@ -54,7 +55,7 @@ def training_textures(stored, data_cfg: DataConfig, workers: int | None = None):
     """The training identities' crops (stored, or synthesised in `workers` processes: train/data/crops.py),
     identity labels, and expression targets: class indices, or action-unit intensities / 5 for a BP4D-like set."""
     train_ids = stored.splits["train"]
-    if getattr(stored, "kind", "facescape") == "bp4d":
+    if holds_action_units(stored):
         frames = np.flatnonzero(np.isin(stored.frame_identity, train_ids))
         ids = torch.from_numpy(np.searchsorted(train_ids, stored.frame_identity[frames])).long()
         targets = torch.from_numpy(stored.au_intensities[frames] / AU_MAX_INTENSITY).float()
@@ -96,7 +97,7 @@ def phases(cfg: TextureNetConfig) -> list[tuple[int, str]]:
 
 
 def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
-    au = getattr(stored, "kind", "facescape") == "bp4d"
+    au = holds_action_units(stored)
     n_ids = len(stored.splits["train"])
     cgan = shape["cgan"]
     if cgan is None:
@@ -263,7 +264,7 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
     """data_workers: processes synthesising crops for a set that stores none (default: one per core but one)."""
     texture = texture_section(cfg)
     # the cGAN settings its z_id codes come from: those of the shape model trained on the same set
-    shape = shape_section(cfg, action_units=getattr(stored, "kind", "facescape") == "bp4d")
+    shape = shape_section(cfg, action_units=holds_action_units(stored))
     tcfg = texture["train"]
     net_cfg = network_config(texture, shape, stored)
     snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}

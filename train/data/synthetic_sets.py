@@ -375,6 +375,12 @@ def _fill_identity(kind: str, source, work: Path, identity: int) -> None:
         _close(textures)
 
 
+def holds_action_units(stored) -> bool:
+    """Whether a set's expression labels are per-frame action-unit intensities (BP4D-like) rather than expression
+    classes (FaceScape-like); a set object without a kind holds classes."""
+    return getattr(stored, "kind", "facescape") == "bp4d"
+
+
 class StoredSet:
     """A built set, memory-mapped; speaks ExpressionMeshSource (facescape) or ActionUnitFrameSource (bp4d)."""
 
