@@ -50,3 +50,35 @@ def test_au_sae_and_cgan(tmp_path):
     assert r["regressor_mae_levels_real_test"] < np.abs(test_au - test_au.mean(0)).mean()
     assert np.isfinite(r["generated_mae_levels"]) and len(r["au_response_levels"]) == len(stored.au_names)
     assert "## Control" in (tmp_path / "eval/report_au.md").read_text()
+
+
+def test_au_texture_model_takes_its_codes_from_the_action_unit_cgan_settings(tmp_path, monkeypatch):
+    """The AU texture model must use the z_id codes of the AU shape cGAN (shape.action_units.cgan merged), else a
+    face's mesh and texture would come from different codes."""
+    import train.texture as texture
+    from conftest import tiny_config_dict
+    calls = []
+    real_codes = texture.identity_codes
+
+    def recording_codes(*args):
+        calls.append(args)
+        return real_codes(*args)
+
+    monkeypatch.setattr(texture, "identity_codes", recording_codes)
+    d = tiny_config_dict()
+    d["shape"]["action_units"] = {"cgan": {"z_id": "onehot", "seed": 5}}
+    (tmp_path / "au.json").write_text(json.dumps(d))
+    cfg = load_config(tmp_path / "au.json")
+    data = data_config(cfg)
+    au_set = StoredSet(build_set("bp4d", data, tmp_path / "bp4d", progress=False))
+    run = texture.train_texture(cfg, au_set, tmp_path / "tex_au", progress=False)
+    subjects = len(au_set.splits["train"])
+    assert json.loads((run / "texture.json").read_text())["z_id_dim"] == subjects  # one-hot: one slot per subject
+    assert calls == [(subjects, subjects, "onehot", 5)]
+
+    calls.clear()  # the holistic set keeps the shared settings
+    faces = StoredSet(build_set("facescape", data, tmp_path / "facescape", progress=False))
+    run = texture.train_texture(cfg, faces, tmp_path / "tex", progress=False)
+    z_id_dim = d["shape"]["network"]["z_id_dim"]
+    assert json.loads((run / "texture.json").read_text())["z_id_dim"] == z_id_dim
+    assert calls == [(len(faces.splits["train"]), z_id_dim, "gaussian", 0)]

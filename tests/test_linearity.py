@@ -1,3 +1,5 @@
+import numpy as np
+
 from train.data.linearity import COLUMNS, measure_columns, report_markdown
 
 
@@ -18,3 +20,48 @@ def test_linear_models_leave_a_residual_only_on_styled_data(tiny_cfg, ict):
     text = report_markdown(columns, "python -m train data linearity --config tiny")
     assert "| B. linear transfer" in text and f"{styled['transfer_residual_mm']:.3f}" in text
     assert "learnable coupling" in text and "bilinear" in text
+
+
+def test_coupling_by_training_count_separates_face_shape_from_per_person_draws(tiny_cfg, ict):
+    import dataclasses
+
+    from train.data.coupling import PARTS, coupling_by_training_count, identities_for, report_markdown
+    from train.data.face_synth import StyleConfig
+    assert identities_for(200, [0.8, 0.1, 0.1]) == 250 and identities_for(7, [0.6, 0.2, 0.2]) == 11
+    result = coupling_by_training_count(tiny_cfg, [7, 4], ict, workers=1, progress=False)
+    assert result["counts"] == [4, 7] and result["identities"] == 11
+    configured, shape = (result["parts"][p] for p in PARTS)
+    for n in (4, 7):
+        # the per-person draws add what no face shape predicts, to both residuals
+        assert configured[n]["transfer_residual_mm"] > shape[n]["transfer_residual_mm"] + 0.05
+        assert configured[n]["regression_residual_mm"] > shape[n]["regression_residual_mm"] + 0.05
+    text = report_markdown(result, "python -m train data coupling --config tiny --counts 4 7")
+    assert "| face shape alone | learnable coupling |" in text and "n = 7" in text
+
+    # on ICT's linear data there is nothing to couple: the measurement itself reads zero
+    linear = coupling_by_training_count(dataclasses.replace(tiny_cfg, style=StyleConfig.linear()), [4], ict,
+                                        workers=1, progress=False)
+    for part in PARTS:
+        assert abs(linear["parts"][part][4]["learnable_coupling_mm"]) < 1e-3
+
+
+def test_the_measured_coupling_grows_with_the_training_count_toward_what_the_data_holds():
+    """Offsets linear in the identity weights plus per-person noise: with few training identities the ridge fits
+    the noise too and the coupling reads low; with many it approaches the noise-only residual."""
+    from train.data.linearity import transfer_and_regression
+    rng = np.random.default_rng(0)
+    modes, vertices = 10, 50
+    weights = rng.normal(size=(2300, modes))
+    basis = rng.normal(size=(modes, 1, vertices, 3)) * 0.01  # cm per unit weight
+    noise = rng.normal(size=(2300, 1, vertices, 3)) * 0.02
+    offsets = np.einsum("nm,mevc->nevc", weights, basis) + noise
+    val, test = slice(2000, 2150), slice(2150, 2300)
+    noise_only = float(np.linalg.norm(noise[test], axis=-1).mean() * 10)
+    coupling = {}
+    for n in (15, 2000):
+        transfer, regression, _ = transfer_and_regression(weights[:n], offsets[:n], weights[val], offsets[val],
+                                                          weights[test], offsets[test])
+        coupling[n] = transfer - regression
+        assert regression >= noise_only * 0.97
+    assert coupling[15] < coupling[2000] - 0.05
+    assert regression < noise_only * 1.02  # at 2000 identities the ridge leaves little more than the noise

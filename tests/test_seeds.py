@@ -33,3 +33,34 @@ def test_two_seeds_train_evaluate_and_summarise(tmp_path, monkeypatch):
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "outputs").rglob("*.safetensors")}
     run_seeds(cfg, [0, 1])
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "outputs").rglob("*.safetensors")}
+
+
+def test_the_action_unit_pipeline_over_seeds(tmp_path, monkeypatch):
+    from conftest import tiny_config_dict
+    spec = tiny_config_dict()
+    spec["data"]["bp4d"].update(num_identities=5, split=[0.6, 0.2, 0.2])
+    spec["shape"]["sae"]["epochs"], spec["shape"]["cgan"]["epochs"] = 6, 4
+    spec["shape"]["action_units"] = {"sae": {"seed": 0}, "cgan": {"paired_with_noise": True}}
+    (tmp_path / "tiny.json").write_text(json.dumps(spec))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(tmp_path / "tiny.json")
+    seeded = seeded_config(cfg, 4)["shape"]
+    assert seeded["action_units"]["sae"]["seed"] == 4  # an override naming a seed follows the seed asked
+    assert "seed" not in seeded["action_units"]["cgan"] and seeded["cgan"]["seed"] == 4
+    summary = run_seeds(cfg, [0, 2], "bp4d")
+    shape, evals = tmp_path / "outputs/tiny/shape", tmp_path / "outputs/tiny/eval"
+    assert (shape / "cgan_bp4d/generators.safetensors").is_file()  # seed 0 is the config's own: the main AU runs
+    assert (shape / "seeds_bp4d/2/cgan/generators.safetensors").is_file() and not (shape / "seeds").exists()
+    assert not (shape / "ae").exists()  # the holistic baseline is not needed
+    for seed in ("0", "2"):
+        report = json.loads((evals / f"seeds_bp4d/{seed}/report_au.json").read_text())
+        assert len(report["au_response_levels"]) == 17
+    assert json.loads((shape / "seeds_bp4d/2/sae/config.json").read_text())["sae"]["seed"] == 2
+    rows = {r["quantity"]: r for r in summary["rows"]}
+    control = rows["control: AU intensities of generated meshes read back by the real-mesh regressor, mean abs. "
+                   "error, levels"]
+    assert control["worst"] == max(control["per_seed"].values()) and control["per_seed"]["0"] != control["per_seed"]["2"]
+    rising = rows["AUs whose read-back intensity rises as that AU is asked 0 -> 5"]
+    assert rising["worst"] == min(rising["per_seed"].values())
+    text = (evals / "seeds_bp4d/summary.md").read_text()
+    assert "--set bp4d --seeds 0 2" in text and "action-unit" in text

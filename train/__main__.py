@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "worst / mean over the seeds")
     sds.add_argument("--config", default="quick")
     sds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sds.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+                     help="the holistic model, or the action-unit model (default: facescape)")
     evt = sub.add_parser("evaluate-texture", help="measure the trained texture model (SWD, control, grid)")
     evt.add_argument("--config", default="quick")
     exp = sub.add_parser("export", help="write trained runs as a model folder (hub layout) that core.FaceModel loads")

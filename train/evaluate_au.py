@@ -7,6 +7,7 @@ requested AU goes from 0 to 5.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,7 @@ def evaluate_au(cfg: dict, stored, sae_dir: Path, gan_dir: Path, out_dir: Path, 
                "responses_increasing": sum(r[-1] > r[0] for r in response.values())}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "report_au.md", report_markdown(results))
+    write_text_atomic(out_dir / "report_au.json", json.dumps(results, indent=1))
     return results
 
 

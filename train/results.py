@@ -8,8 +8,10 @@ Sources (each section only when its file exists):
                                            intensity against the ground truth, identity-specific expression)
   outputs/CONFIG/eval/seeds/summary.md     `python -m train seeds` (the bars over several seeds)
   outputs/CONFIG/eval/report_au.md         `python -m train evaluate --set bp4d`
+  outputs/CONFIG/eval/seeds_bp4d/summary.md `python -m train seeds --set bp4d` (the action-unit model over seeds)
   outputs/CONFIG/eval/texture_report.md    `python -m train evaluate-texture`
   outputs/CONFIG/data/linearity.md         `python -m train data linearity`
+  outputs/CONFIG/data/coupling.md          `python -m train data coupling` (the coupling by training count)
   outputs/bench/bench.md                   `python -m bench` (run from the repository root)
 Pictures the reports link (t-SNE, texture grid) and the demo's renders are copied beside the page (images/).
 """
@@ -126,10 +128,14 @@ def results_page(config: str, out: Path) -> Path:
                       f"python -m train seeds --config {config} --seeds 0 1 2")
     lines += _section(eval_dir / "report_au.md", "Action-unit shape model", images,
                       f"python -m train evaluate --config {config} --set bp4d")
+    lines += _section(eval_dir / "seeds_bp4d" / "summary.md", "Action-unit shape model over seeds", images,
+                      f"python -m train seeds --config {config} --set bp4d --seeds 0 1 2")
     lines += _section(eval_dir / "texture_report.md", "Texture model", images,
                       f"python -m train evaluate-texture --config {config}")
     lines += _section(root / "data" / "linearity.md", "Data: what a linear model misses", images,
                       f"python -m train data linearity --config {config}")
+    lines += _section(root / "data" / "coupling.md", "Data: the learnable coupling by training count", images,
+                      f"python -m train data coupling --config {config} --counts 200 400 600 800")
     lines += _section(root.parent / "bench" / "bench.md", "Benchmarks", images, "python -m bench")
     write_text_atomic(out, "\n".join(lines).rstrip() + "\n")
     return out

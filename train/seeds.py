@@ -1,11 +1,12 @@
 """`python -m train seeds --config quick --seeds 0 1 2`: the whole shape pipeline (SAE and cGAN trained from scratch)
-once per seed, each evaluated, and the bars reported as min / mean / max over the seeds: a number one seed gives and
-another does not is not a result.
+once per seed, each evaluated, and the bars reported as worst / mean over the seeds: a number one seed gives and
+another does not is not a result. `--set bp4d` does the same for the action-unit model (`train evaluate --set bp4d`).
 
 Runs go to outputs/CONFIG/shape/seeds/SEED/{sae,cgan} (finished runs are reused, killed ones resumed; the seed the
 config itself names uses outputs/CONFIG/shape/{sae,cgan}, the runs `make demo` trains), reports to
-outputs/CONFIG/eval/seeds/SEED/, the summary to outputs/CONFIG/eval/seeds/summary.md (+ .json). The plain AE
-baseline is not retrained per seed: every report uses outputs/CONFIG/shape/ae (trained first if missing).
+outputs/CONFIG/eval/seeds/SEED/, the summary to outputs/CONFIG/eval/seeds/summary.md (+ .json); for the action-unit
+model seeds_bp4d, sae_bp4d and cgan_bp4d instead. The plain AE baseline is not retrained per seed: every holistic
+report uses outputs/CONFIG/shape/ae (trained first if missing).
 """
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ BARS = (
      lambda r: [r["generation"]["1.0"][k] for k in ("DIV", "DIV-ID", "DIV-EXP", "SP_mm")], "", True),
 )
 
+# the same for the action-unit model, from `train evaluate --set bp4d`'s report
+AU_BARS = (
+    ("control: AU intensities of generated meshes read back by the real-mesh regressor, mean abs. error, levels",
+     lambda r: r["generated_mae_levels"], "reported", False),
+    ("the same regressor on real held-out frames, levels", lambda r: r["regressor_mae_levels_real_test"],
+     "reported", False),
+    ("AUs whose read-back intensity rises as that AU is asked 0 -> 5", lambda r: r["responses_increasing"], "all",
+     True),
+    ("held-out reconstruction, SAE mean mm", lambda r: r["reconstruction"]["SAE"]["mean_mm"], "reported", False),
+    ("held-out reconstruction, PCA-130 mean mm", lambda r: r["reconstruction"]["PCA-130"]["mean_mm"], "reported",
+     False),
+)
+
 
 def _ratio_gap(section: dict, mode: str) -> float:
     truth = section["ground_truth"]
@@ -57,9 +71,13 @@ def _growth_margin(section: dict) -> float:
 
 
 def seeded_config(cfg: dict, seed: int) -> dict:
+    """cfg with the SAE's and cGAN's seeds set to `seed`, in the action-unit overrides too where they name one."""
     out = copy.deepcopy(cfg)
-    out["shape"]["sae"]["seed"] = seed
-    out["shape"]["cgan"]["seed"] = seed
+    for key in ("sae", "cgan"):
+        out["shape"][key]["seed"] = seed
+        override = out["shape"].get("action_units", {}).get(key, {})
+        if "seed" in override:
+            override["seed"] = seed
     return out
 
 
@@ -75,43 +93,54 @@ def _run(train, finished: Path, *args, **kwargs) -> None:
     train(*args, resume=(finished.parent / "checkpoint.pt").is_file(), **kwargs)
 
 
-def run_seeds(cfg: dict, seeds: list[int]) -> dict:
+def run_seeds(cfg: dict, seeds: list[int], kind: str = "facescape") -> dict:
+    """kind: "facescape" (the holistic model) or "bp4d" (the action-unit model)."""
     from train.cgan import train_cgan
     from train.config import data_config
     from train.data.cli import output_root, set_dir
     from train.data.synthetic_sets import StoredSet, SyntheticFaceScape, build_set
     from train.evaluate import evaluate
+    from train.evaluate_au import evaluate_au
     from train.sae import train_sae
 
+    au = kind == "bp4d"
+    suffix = "_bp4d" if au else ""
     data_cfg = data_config(cfg)
     root = output_root(data_cfg.config_name)
-    stored = StoredSet(build_set("facescape", data_cfg, set_dir(data_cfg.config_name, "facescape")))
-    source = SyntheticFaceScape(data_cfg)
-    ae = root / "shape" / "ae"
-    _run(train_sae, ae / "sae.safetensors", cfg, stored, ae, supervised=False)
+    stored = StoredSet(build_set(kind, data_cfg, set_dir(data_cfg.config_name, kind)))
+    if not au:
+        source = SyntheticFaceScape(data_cfg)
+        ae = root / "shape" / "ae"
+        _run(train_sae, ae / "sae.safetensors", cfg, stored, ae, supervised=False)
     per_seed = {}
     for seed in seeds:
         scfg = seeded_config(cfg, seed)
         # the config's own seed is the pipeline `make demo` trains: its runs are reused
-        folder = root / "shape" if scfg == cfg else root / "shape" / "seeds" / str(seed)
-        _run(train_sae, folder / "sae" / "sae.safetensors", scfg, stored, folder / "sae")
-        _run(train_cgan, folder / "cgan" / "generators.safetensors", scfg, folder / "sae", folder / "cgan")
-        out = root / "eval" / "seeds" / str(seed)
-        report = out / "report.json"
-        if not report.is_file() or report.stat().st_mtime < (folder / "cgan" / "generators.safetensors").stat().st_mtime:
-            evaluate(scfg, stored, folder / "sae", ae, folder / "cgan", out, source)
+        if scfg == cfg:
+            sae, gan = root / "shape" / f"sae{suffix}", root / "shape" / f"cgan{suffix}"
+        else:
+            sae, gan = (root / "shape" / f"seeds{suffix}" / str(seed) / name for name in ("sae", "cgan"))
+        _run(train_sae, sae / "sae.safetensors", scfg, stored, sae)
+        _run(train_cgan, gan / "generators.safetensors", scfg, sae, gan)
+        out = root / "eval" / f"seeds{suffix}" / str(seed)
+        report = out / ("report_au.json" if au else "report.json")
+        if not report.is_file() or report.stat().st_mtime < (gan / "generators.safetensors").stat().st_mtime:
+            if au:
+                evaluate_au(scfg, stored, sae, gan, out)
+            else:
+                evaluate(scfg, stored, sae, ae, gan, out, source)
         per_seed[seed] = json.loads(report.read_text())
-        per_seed[seed]["training_seconds"] = {"sae": training_seconds(folder / "sae"),
-                                              "cgan": training_seconds(folder / "cgan")}
-    summary = summarise(per_seed)
-    write_text_atomic(root / "eval" / "seeds" / "summary.json", json.dumps(summary, indent=1))
-    write_text_atomic(root / "eval" / "seeds" / "summary.md", summary_markdown(summary, cfg["name"]))
+        per_seed[seed]["training_seconds"] = {"sae": training_seconds(sae), "cgan": training_seconds(gan)}
+    summary = summarise(per_seed, AU_BARS if au else BARS)
+    summary["set"] = kind
+    write_text_atomic(root / "eval" / f"seeds{suffix}" / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomic(root / "eval" / f"seeds{suffix}" / "summary.md", summary_markdown(summary, cfg["name"]))
     return summary
 
 
-def summarise(per_seed: dict) -> dict:
+def summarise(per_seed: dict, bars=BARS) -> dict:
     rows = []
-    for label, get, bar, higher in BARS:
+    for label, get, bar, higher in bars:
         values = {str(s): get(r) for s, r in per_seed.items()}
         arr = np.array(list(values.values()), dtype=float)
         worst = arr.min(0) if higher else arr.max(0)
@@ -127,9 +156,12 @@ def _fmt(v) -> str:
 
 def summary_markdown(summary: dict, config: str) -> str:
     seeds = summary["seeds"]
-    lines = [f"# The shape pipeline over seeds {', '.join(seeds)} ({config} config)", "",
-             f"Command: `python -m train seeds --config {config} --seeds {' '.join(seeds)}`: SAE and cGAN trained from "
-             "scratch per seed, each evaluated by `train evaluate`; worst = the worst seed for the bar's direction.",
+    au = summary.get("set") == "bp4d"
+    what, flag = ("action-unit shape pipeline", " --set bp4d") if au else ("shape pipeline", "")
+    lines = [f"# The {what} over seeds {', '.join(seeds)} ({config} config)", "",
+             f"Command: `python -m train seeds --config {config}{flag} --seeds {' '.join(seeds)}`: SAE and cGAN trained "
+             f"from scratch per seed, each evaluated by `train evaluate{flag}`; worst = the worst seed for the bar's "
+             "direction.",
              "", "| quantity | bar | worst | mean | " + " | ".join(f"seed {s}" for s in seeds) + " |",
              "|---|---|---|---|" + "---|" * len(seeds)]
     for row in summary["rows"]:
@@ -148,8 +180,8 @@ def main(args) -> int:
 
     cfg = load_config(args.config)
     shape_section(cfg)
-    run_seeds(cfg, args.seeds)
-    path = output_root(cfg["name"]) / "eval" / "seeds" / "summary.md"
+    run_seeds(cfg, args.seeds, args.set)
+    path = output_root(cfg["name"]) / "eval" / ("seeds_bp4d" if args.set == "bp4d" else "seeds") / "summary.md"
     print(path.read_text())
     print(f"summary: {path}")
     return 0

@@ -42,6 +42,12 @@ def add_parser(subparsers) -> None:
     m.add_argument("--identities", type=int, help="identities generated for the measurement (default: the "
                    "config's FaceScape-like count, so the training count matches the set's)")
 
+    k = with_config(sub.add_parser("coupling", help="the learnable coupling at several training-identity counts, "
+                                   "on the data as configured and on its face-shape-dependent part alone"))
+    k.add_argument("--counts", type=int, nargs="+", help="training-identity counts (default: the config's "
+                   "FaceScape-like training count, twice and four times it)")
+    k.add_argument("--out", help="markdown report path (default: outputs/CONFIG/data/coupling.md)")
+
     e = with_config(sub.add_parser("export", help="write a synthetic set in the FaceScape or BP4D folder layout"))
     e.add_argument("--set", choices=SETS, required=True)
     e.add_argument("--out", required=True, help="root folder of the layout (empty or absent, or an earlier export "
@@ -100,6 +106,18 @@ def run(args) -> int:
         write_text_atomic(out, report_markdown(columns, command))
         write_text_atomic(out.with_suffix(".json"), report_json(columns))
         print(report_markdown(columns, command))
+        print(f"report: {out}")
+    elif args.data_command == "coupling":
+        from train.config import split_counts
+        from train.data.coupling import coupling_by_training_count, report_json, report_markdown
+        out = Path(args.out) if args.out else output_root(cfg.config_name) / "data" / "coupling.md"
+        own = split_counts(cfg.facescape.num_identities, cfg.facescape.split)[0]
+        result = coupling_by_training_count(cfg, args.counts or [own, 2 * own, 4 * own])
+        command = f"python -m train data coupling --config {shlex.quote(args.config)}" + (
+            " --counts " + " ".join(str(n) for n in args.counts) if args.counts else "")
+        write_text_atomic(out, report_markdown(result, command))
+        write_text_atomic(out.with_suffix(".json"), report_json(result))
+        print(report_markdown(result, command))
         print(f"report: {out}")
     elif args.data_command == "export":
         import dataclasses

@@ -5,8 +5,9 @@ A. Nonlinearity in intensity. Even knowing a held-out identity's exact intensity
    linearly to intensity 0.5 or 2 misses the jaw arc and the response curve: exact ground truth exists there.
 B. Identity-specific style. Predicting a held-out identity's expressions from its neutral:
      transfer    neutral + the mean training offset of each expression (how ICT-style blendshapes transfer);
-     regression  neutral + an offset linear in the identity weights (ridge per expression, ridge picked on the
-                 validation identities): what a model linear in identity can learn of the face-shape dependence;
+     regression  neutral + an offset linear in the identity weights (ridge regression of all expressions' offsets,
+                 one penalty picked on the validation identities): what a model linear in identity can learn of
+                 the face-shape dependence;
      oracle      the generator's exact face-shape-dependent style without the person's own random draws: what any
                  model could predict from the neutral at best. The rest is per-person style, which an
                  auto-encoder must read from the person's own meshes and a generative model must sample.
@@ -41,6 +42,29 @@ def _distance_mm(a: np.ndarray, b: np.ndarray, vertices: np.ndarray) -> float:
     return float(np.linalg.norm(a[..., vertices, :] - b[..., vertices, :], axis=-1).mean() * 10)
 
 
+def transfer_and_regression(train_w, train_off, val_w, val_off, test_w, test_off) -> tuple[float, float, float]:
+    """Section B's linear transfer and ridge residuals on the test identities (mm) and the ridge picked on the
+    validation ones. *_w: (N, modes) identity weights; *_off: (N, E, V, 3) offsets from each identity's neutral,
+    over the vertices measured."""
+    x = _design(train_w)
+    y = train_off.reshape(len(train_w), -1)
+
+    def predicted(ridge, w):
+        penalty = ridge * np.diag([1.0] * (x.shape[1] - 1) + [0.0])  # the intercept is not shrunk
+        # (held-out x) (x'x + P)^-1 x' is small; multiplying it into y last avoids a 101 x 564k solve
+        hat = _design(w) @ np.linalg.solve(x.T @ x + penalty, x.T)
+        return (hat @ y).reshape(len(w), *train_off.shape[1:])
+
+    everywhere = np.arange(train_off.shape[-2])
+    ridge = min(RIDGES, key=lambda r: _distance_mm(val_off, predicted(r, val_w), everywhere))
+    transfer = _distance_mm(test_off, train_off.mean(0)[None], everywhere)
+    return transfer, _distance_mm(test_off, predicted(ridge, test_w), everywhere), ridge
+
+
+def _design(w: np.ndarray) -> np.ndarray:
+    return np.column_stack([w, np.ones(len(w))])
+
+
 def shape_only(style: StyleConfig) -> StyleConfig:
     """The style with the per-person random draws switched off, the face-shape dependence kept."""
     return dataclasses.replace(style, gain_sigma=0.0, component_sigma=0.0, asymmetry_sigma=0.0, curvature_sigma=0.0)
@@ -63,21 +87,13 @@ def measure(cfg: DataConfig, ict=None, num_identities: int | None = None) -> dic
     test_meshes, test_off = offsets(source, test)
     _, val_off = offsets(source, val)
     _, oracle_off = offsets(oracle, test)
-    transfer = train_off.mean(0)
 
-    def design(ids):
-        return np.column_stack([np.stack([source.identity(int(i)).weights for i in ids]), np.ones(len(ids))])
+    def weights(ids):
+        return np.stack([source.identity(int(i)).weights for i in ids])
 
-    x, y = design(train), train_off[..., face, :].reshape(len(train), -1)
-
-    def ridge_error(ridge, ids, target_off):
-        penalty = ridge * np.diag([1.0] * (x.shape[1] - 1) + [0.0])  # the intercept is not shrunk
-        # (held-out x) (x'x + P)^-1 x' is small; multiplying it into y last avoids a 101 x 564k solve
-        hat = design(ids) @ np.linalg.solve(x.T @ x + penalty, x.T)
-        return _distance_mm(target_off[..., face, :], (hat @ y).reshape(len(ids), -1, len(face), 3),
-                            np.arange(len(face)))
-
-    ridge = min(RIDGES, key=lambda r: ridge_error(r, val, val_off))
+    transfer_res, regression_res, ridge = transfer_and_regression(
+        weights(train), train_off[..., face, :], weights(val), val_off[..., face, :], weights(test),
+        test_off[..., face, :])
     intensity_err = {}
     for alpha in INTENSITIES:
         errs = [_distance_mm(source.mesh(int(i), name, alpha), test_meshes[k, 0] + alpha * test_off[k, e], face)
@@ -88,8 +104,6 @@ def measure(cfg: DataConfig, ict=None, num_identities: int | None = None) -> dic
     pca_err = _distance_mm(pca.reconstruct(torch.from_numpy(test_flat)).numpy(), test_flat, face)
     bilinear = BilinearModel(train_meshes)
     bilinear_err = _distance_mm(bilinear.reconstruct(test_flat), test_flat, face)
-    transfer_res = _distance_mm(test_off, transfer[None], face)
-    regression_res = ridge_error(ridge, test, test_off)
     return {
         "config": cfg.config_name, "style": cfg.style.to_dict(), "train_identities": len(train),
         "test_identities": len(test), "ridge": ridge,
@@ -147,7 +161,9 @@ def report_markdown(columns: dict[str, dict], command: str) -> str:
     lines += ["", "A: what is nonlinear in intensity. B: the gap between the linear transfer and the ridge regression "
               "is the coupling of expression to face shape that a model can learn from the identity; the oracle's "
               "own residual is per-person style, which an auto-encoder reads from that person's meshes and a "
-              "generative model samples. C: how close a linear model of the training meshes gets to new people. "
+              "generative model samples; how much of the coupling a given training count shows, and how much the face "
+              "shape alone holds: `python -m train data coupling`. C: how close a linear model of the training "
+              "meshes gets to new people. "
               "The data is decided by what real faces do (deformation transfer is how per-person blendshapes are "
               "made from a template rig), never tuned by looking at a model's score.", ""]
     return "\n".join(lines)
