@@ -62,7 +62,7 @@ def test_demo_section_is_checked():
 
 def test_a_run_older_than_its_config_is_set_aside_not_reused(tmp_path):
     import os
-    from train.demo import set_aside_if_older_than_config
+    from train.runs import set_aside_if_older_than_config
     config = tmp_path / "c.json"
     config.write_text('{"name": "c"}')
     run = tmp_path / "texture"

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from core.atomic import write_text_atomic
-from train.config import config_mtime, config_path, data_config, load_config, typed_section
+from train.config import data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
+from train.runs import set_aside_if_older_than_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,19 +56,6 @@ def _newest(paths) -> float:
 def _fresh(result: Path, inputs) -> bool:
     """result exists and is newer than every input."""
     return result.is_file() and result.stat().st_mtime >= _newest(inputs)
-
-
-def set_aside_if_older_than_config(run: Path, config: str) -> Path | None:
-    """A run started before its config file last changed may have been trained with other settings: move it to
-    RUN.before-TIME (kept, not deleted) so the step trains afresh; returns where it went."""
-    started = run / "config.json"
-    if not started.is_file() or started.stat().st_mtime >= config_mtime(config):
-        return None
-    aside = run.with_name(f"{run.name}.before-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started.stat().st_mtime))}")
-    run.rename(aside)
-    print(f"{run} predates {config_path(config)} (or a config it extends): moved to {aside}; training afresh",
-          flush=True)
-    return aside
 
 
 def _train(config: str, args: list[str], run: Path, finished: str) -> str:

@@ -134,8 +134,10 @@ def results_page(config: str, out: Path) -> Path:
                       f"python -m train evaluate-texture --config {config}")
     lines += _section(root / "data" / "linearity.md", "Data: what a linear model misses", images,
                       f"python -m train data linearity --config {config}")
+    coupling = root / "data" / "coupling.json"
     lines += _section(root / "data" / "coupling.md", "Data: the learnable coupling by training count", images,
-                      f"python -m train data coupling --config {config} --counts 200 400 600 800")
+                      json.loads(coupling.read_text()).get("command", "python -m train data coupling")
+                      if coupling.is_file() else f"python -m train data coupling --config {config}")
     lines += _section(root.parent / "bench" / "bench.md", "Benchmarks", images, "python -m bench")
     write_text_atomic(out, "\n".join(lines).rstrip() + "\n")
     return out

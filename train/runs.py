@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from core.atomic import atomic_path, write_text_atomic
+from train.config import config_mtime, config_path
 
 
 def seed_everything(seed: int) -> None:
@@ -167,3 +169,16 @@ def epoch_order(n: int, seed: int, epoch: int, place: Distributed, limit: int = 
     # Equal shards: a rank with one extra batch would wait forever in DDP's all-reduce. The few samples cut
     # differ every epoch.
     return order[: n - n % place.world_size][place.rank::place.world_size]
+
+
+def set_aside_if_older_than_config(run: Path, config: str) -> Path | None:
+    """A run started before its config file last changed may have been trained with other settings: move it to
+    RUN.before-TIME (kept, not deleted) so the step trains afresh; returns where it went."""
+    started = run / "config.json"
+    if not started.is_file() or started.stat().st_mtime >= config_mtime(config):
+        return None
+    aside = run.with_name(f"{run.name}.before-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started.stat().st_mtime))}")
+    run.rename(aside)
+    print(f"{run} predates {config_path(config)} (or a config it extends): moved to {aside}; training afresh",
+          flush=True)
+    return aside

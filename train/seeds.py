@@ -2,7 +2,8 @@
 once per seed, each evaluated, and the bars reported as worst / mean over the seeds: a number one seed gives and
 another does not is not a result. `--set bp4d` does the same for the action-unit model (`train evaluate --set bp4d`).
 
-Runs go to outputs/CONFIG/shape/seeds/SEED/{sae,cgan} (finished runs are reused, killed ones resumed; the seed the
+Runs go to outputs/CONFIG/shape/seeds/SEED/{sae,cgan} (finished runs are reused, killed ones resumed, runs started
+before the config file last changed set aside as RUN.before-TIME and trained afresh, as `make demo` does; the seed the
 config itself names uses outputs/CONFIG/shape/{sae,cgan}, the runs `make demo` trains), reports to
 outputs/CONFIG/eval/seeds/SEED/, the summary to outputs/CONFIG/eval/seeds/summary.md (+ .json); for the action-unit
 model seeds_bp4d, sae_bp4d and cgan_bp4d instead. The plain AE baseline is not retrained per seed: every holistic
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.atomic import write_text_atomic
+from train.runs import set_aside_if_older_than_config
 
 # (label, how to read it from a report, the bar as text, whether higher is better)
 BARS = (
@@ -86,8 +88,10 @@ def training_seconds(run: Path) -> float:
         return sum(float(row["seconds"]) for row in csv.DictReader(f))
 
 
-def _run(train, finished: Path, *args, **kwargs) -> None:
-    """Train unless finished; resume a run that has a checkpoint."""
+def _run(train, finished: Path, config: str, *args, **kwargs) -> None:
+    """Train unless finished; resume a run that has a checkpoint. A run started before its config file last changed
+    is set aside first (as `make demo` does), so a changed setting is never silently skipped."""
+    set_aside_if_older_than_config(finished.parent, config)
     if finished.is_file():
         return
     train(*args, resume=(finished.parent / "checkpoint.pt").is_file(), **kwargs)
@@ -102,26 +106,28 @@ def run_seeds(cfg: dict, seeds: list[int], kind: str = "facescape") -> dict:
     from train.evaluate import evaluate
     from train.evaluate_au import evaluate_au
     from train.sae import train_sae
+    from train.shape_config import shape_section
 
     au = kind == "bp4d"
     suffix = "_bp4d" if au else ""
+    config = cfg.get("_path", cfg["name"])
     data_cfg = data_config(cfg)
     root = output_root(data_cfg.config_name)
     stored = StoredSet(build_set(kind, data_cfg, set_dir(data_cfg.config_name, kind)))
     if not au:
         source = SyntheticFaceScape(data_cfg)
         ae = root / "shape" / "ae"
-        _run(train_sae, ae / "sae.safetensors", cfg, stored, ae, supervised=False)
+        _run(train_sae, ae / "sae.safetensors", config, cfg, stored, ae, supervised=False)
     per_seed = {}
     for seed in seeds:
         scfg = seeded_config(cfg, seed)
         # the config's own seed is the pipeline `make demo` trains: its runs are reused
-        if scfg == cfg:
+        if shape_section(scfg, action_units=au) == shape_section(cfg, action_units=au):
             sae, gan = root / "shape" / f"sae{suffix}", root / "shape" / f"cgan{suffix}"
         else:
             sae, gan = (root / "shape" / f"seeds{suffix}" / str(seed) / name for name in ("sae", "cgan"))
-        _run(train_sae, sae / "sae.safetensors", scfg, stored, sae)
-        _run(train_cgan, gan / "generators.safetensors", scfg, sae, gan)
+        _run(train_sae, sae / "sae.safetensors", config, scfg, stored, sae)
+        _run(train_cgan, gan / "generators.safetensors", config, scfg, sae, gan)
         out = root / "eval" / f"seeds{suffix}" / str(seed)
         report = out / ("report_au.json" if au else "report.json")
         if not report.is_file() or report.stat().st_mtime < (gan / "generators.safetensors").stat().st_mtime:
@@ -143,15 +149,18 @@ def summarise(per_seed: dict, bars=BARS) -> dict:
     for label, get, bar, higher in bars:
         values = {str(s): get(r) for s, r in per_seed.items()}
         arr = np.array(list(values.values()), dtype=float)
-        worst = arr.min(0) if higher else arr.max(0)
-        rows.append({"quantity": label, "bar": bar, "per_seed": values, "worst": worst.tolist(),
-                     "mean": arr.mean(0).tolist()})
+        worst = (arr.min(0) if higher else arr.max(0)).tolist()
+        if all(isinstance(v, int) for v in values.values()):  # counts stay counts
+            worst = int(worst)
+        rows.append({"quantity": label, "bar": bar, "per_seed": values, "worst": worst, "mean": arr.mean(0).tolist()})
     times = {str(s): r["training_seconds"] for s, r in per_seed.items()}
     return {"seeds": [str(s) for s in per_seed], "rows": rows, "training_seconds": times}
 
 
 def _fmt(v) -> str:
-    return " / ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else f"{v:.3f}"
+    if isinstance(v, list):
+        return " / ".join(_fmt(x) for x in v)
+    return str(v) if isinstance(v, int) else f"{v:.3f}"
 
 
 def summary_markdown(summary: dict, config: str) -> str:

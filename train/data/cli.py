@@ -115,6 +115,7 @@ def run(args) -> int:
         result = coupling_by_training_count(cfg, args.counts or [own, 2 * own, 4 * own])
         command = f"python -m train data coupling --config {shlex.quote(args.config)}" + (
             " --counts " + " ".join(str(n) for n in args.counts) if args.counts else "")
+        result["command"] = command
         write_text_atomic(out, report_markdown(result, command))
         write_text_atomic(out.with_suffix(".json"), report_json(result))
         print(report_markdown(result, command))

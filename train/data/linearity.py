@@ -47,7 +47,7 @@ def transfer_and_regression(train_w, train_off, val_w, val_off, test_w, test_off
     validation ones. *_w: (N, modes) identity weights; *_off: (N, E, V, 3) offsets from each identity's neutral,
     over the vertices measured."""
     x = _design(train_w)
-    y = train_off.reshape(len(train_w), -1)
+    y = train_off.reshape(len(train_w), -1).astype(np.float64)  # once, not in each product below (same bits)
 
     def predicted(ridge, w):
         penalty = ridge * np.diag([1.0] * (x.shape[1] - 1) + [0.0])  # the intercept is not shrunk
