@@ -60,28 +60,41 @@ def test_demo_section_is_checked():
                                             "texture_beside_shape": False}})
 
 
-def test_a_run_older_than_its_config_is_set_aside_not_reused(tmp_path):
+def test_a_run_older_than_its_config_or_inputs_is_set_aside_not_reused(tmp_path, capsys):
     import os
-    from train.runs import set_aside_if_older_than_config
+    from train.runs import set_aside_if_stale
     config = tmp_path / "c.json"
     config.write_text('{"name": "c"}')
     run = tmp_path / "texture"
     run.mkdir()
     (run / "config.json").write_text("{}")
     (run / "texture.safetensors").write_bytes(b"weights")
-    assert set_aside_if_older_than_config(run, str(config)) is None and run.is_dir()  # as new as the config: kept
+    assert set_aside_if_stale(run, str(config)) is None and run.is_dir()  # as new as the config: kept
     os.utime(run / "config.json", (1_000_000_000, 1_000_000_000))  # started long before the config changed
-    aside = set_aside_if_older_than_config(run, str(config))
+    aside = set_aside_if_stale(run, str(config))
     assert not run.exists() and aside.name.startswith("texture.before-")
     assert (aside / "texture.safetensors").read_bytes() == b"weights"  # nothing lost
-    assert set_aside_if_older_than_config(run, str(config)) is None  # no run: nothing to do
+    assert set_aside_if_stale(run, str(config)) is None  # no run: nothing to do
 
     smaller = tmp_path / "smaller.json"  # a config that extends c.json: a change to c.json counts too
     smaller.write_text('{"name": "smaller", "extends": "c"}')
     run.mkdir()
     (run / "config.json").write_text("{}")
-    assert set_aside_if_older_than_config(run, str(smaller)) is None
+    assert set_aside_if_stale(run, str(smaller)) is None
     os.utime(smaller, (1_000_000_000, 1_000_000_000))
     os.utime(run / "config.json", (1_500_000_000, 1_500_000_000))  # newer than smaller.json, older than c.json
-    assert set_aside_if_older_than_config(run, str(smaller)).name.startswith("texture.before-")
+    assert set_aside_if_stale(run, str(smaller)).name.startswith("texture.before-")
+
+    # a run trained from a file that was rewritten since (a cGAN on an SAE retrained after it started)
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    sae = tmp_path / "sae.safetensors"
+    sae.write_bytes(b"sae")
+    os.utime(sae, (1_000_000_000, 1_000_000_000))
+    assert set_aside_if_stale(run, str(config), [sae, tmp_path / "absent"]) is None  # older input: kept
+    os.utime(config, (1_000_000_000, 1_000_000_000))
+    os.utime(run / "config.json", (1_600_000_000, 1_600_000_000))  # newer than the config, older than the SAE
+    os.utime(sae, None)
+    assert set_aside_if_stale(run, str(config), [sae]).name.startswith("texture.before-")
+    assert f"predates {sae}, which was rewritten since" in capsys.readouterr().out
 

@@ -41,6 +41,12 @@ def test_two_seeds_train_evaluate_and_summarise(tmp_path, monkeypatch):
     run_seeds(cfg, [1])
     assert sorted(p.name.split(".")[0] for p in (shape / "seeds/1").glob("*.before-*")) == ["cgan", "sae"]
     assert (shape / "seeds/1/cgan/generators.safetensors").stat().st_mtime > later - 10
+    # an SAE rewritten after its cGAN started (retrained by hand): the cGAN is set aside, the SAE kept
+    os.utime(tmp_path / "tiny.json", (1_000_000_000, 1_000_000_000))  # the config, this time, older than every run
+    sae_weights = shape / "seeds/1/sae/sae.safetensors"
+    os.utime(sae_weights, (later + 100, later + 100))
+    run_seeds(cfg, [1])
+    assert len(list((shape / "seeds/1").glob("cgan.before-*"))) == 2 and len(list((shape / "seeds/1").glob("sae.*"))) == 1
 
 
 def test_the_action_unit_pipeline_over_seeds(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from train.config import data_config, load_config, typed_section
 from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
-from train.runs import set_aside_if_older_than_config
+from train.runs import set_aside_if_stale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,12 +58,12 @@ def _fresh(result: Path, inputs) -> bool:
     return result.is_file() and result.stat().st_mtime >= _newest(inputs)
 
 
-def _train(config: str, args: list[str], run: Path, finished: str) -> str:
+def _train(config: str, args: list[str], run: Path, finished: str, inputs=()) -> str:
     """Run `python -m train ARGS` unless run/finished exists; resume a run that has a checkpoint. A run older than
-    the config file is set aside first."""
+    the config file or one of its `inputs` is set aside first."""
     from train.__main__ import main as train_main
 
-    set_aside_if_older_than_config(run, config)
+    set_aside_if_stale(run, config, inputs)
     if (run / finished).is_file():
         return "reused"
     resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
@@ -79,7 +79,7 @@ def _start_beside(config: str, args: list[str], run: Path, finished: str, output
                   ) -> tuple[subprocess.Popen | None, str]:
     """`python -m train ARGS` as _train runs it, but in a child process with one thread, its output in `output`;
     returns (the process, or None when the run is finished already, and how the step went)."""
-    set_aside_if_older_than_config(run, config)
+    set_aside_if_stale(run, config)
     if (run / finished).is_file():
         return None, "reused"
     resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
@@ -175,7 +175,8 @@ def run_demo(config: str = "quick") -> int:
             torch.set_num_threads(1)  # a core each: two processes spinning on both cores would slow both
         _step(log, "SAE", lambda: _train(config, ["sae"], shape / "sae", "sae.safetensors"))
         _step(log, "AE baseline", lambda: _train(config, ["sae", "--unsupervised"], shape / "ae", "sae.safetensors"))
-        _step(log, "shape cGANs", lambda: _train(config, ["cgan"], shape / "cgan", "generators.safetensors"))
+        _step(log, "shape cGANs", lambda: _train(config, ["cgan"], shape / "cgan", "generators.safetensors",
+                                                 inputs=[shape / "sae" / "sae.safetensors"]))
     except BaseException:
         if texture_job is not None:
             _stop(texture_job)

@@ -171,14 +171,18 @@ def epoch_order(n: int, seed: int, epoch: int, place: Distributed, limit: int = 
     return order[: n - n % place.world_size][place.rank::place.world_size]
 
 
-def set_aside_if_older_than_config(run: Path, config: str) -> Path | None:
-    """A run started before its config file last changed may have been trained with other settings: move it to
-    RUN.before-TIME (kept, not deleted) so the step trains afresh; returns where it went."""
+def set_aside_if_stale(run: Path, config: str, inputs=()) -> Path | None:
+    """A run started before its config file last changed, or before one of its `inputs` (files it was trained from,
+    such as the SAE a cGAN learns the embeddings of) was rewritten, may have been trained on something else: move it
+    to RUN.before-TIME (kept, not deleted) so the step trains afresh; returns where it went."""
     started = run / "config.json"
-    if not started.is_file() or started.stat().st_mtime >= config_mtime(config):
+    if not started.is_file():
+        return None
+    newer = [p for p in map(Path, inputs) if p.is_file() and p.stat().st_mtime > started.stat().st_mtime]
+    if started.stat().st_mtime >= config_mtime(config) and not newer:
         return None
     aside = run.with_name(f"{run.name}.before-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started.stat().st_mtime))}")
     run.rename(aside)
-    print(f"{run} predates {config_path(config)} (or a config it extends): moved to {aside}; training afresh",
-          flush=True)
+    what = f"{newer[0]}, which was rewritten since" if newer else f"{config_path(config)} (or a config it extends)"
+    print(f"{run} predates {what}: moved to {aside}; training afresh", flush=True)
     return aside

@@ -3,7 +3,8 @@ once per seed, each evaluated, and the bars reported as worst / mean over the se
 another does not is not a result. `--set bp4d` does the same for the action-unit model (`train evaluate --set bp4d`).
 
 Runs go to outputs/CONFIG/shape/seeds/SEED/{sae,cgan} (finished runs are reused, killed ones resumed, runs started
-before the config file last changed set aside as RUN.before-TIME and trained afresh, as `make demo` does; the seed the
+before the config file last changed, or cGANs before their SAE was retrained, set aside as RUN.before-TIME and
+trained afresh, as `make demo` does; the seed the
 config itself names uses outputs/CONFIG/shape/{sae,cgan}, the runs `make demo` trains), reports to
 outputs/CONFIG/eval/seeds/SEED/, the summary to outputs/CONFIG/eval/seeds/summary.md (+ .json); for the action-unit
 model seeds_bp4d, sae_bp4d and cgan_bp4d instead. The plain AE baseline is not retrained per seed: every holistic
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from core.atomic import write_text_atomic
-from train.runs import set_aside_if_older_than_config
+from train.runs import set_aside_if_stale
 
 # (label, how to read it from a report, the bar as text, whether higher is better)
 BARS = (
@@ -88,10 +89,11 @@ def training_seconds(run: Path) -> float:
         return sum(float(row["seconds"]) for row in csv.DictReader(f))
 
 
-def _run(train, finished: Path, config: str, *args, **kwargs) -> None:
-    """Train unless finished; resume a run that has a checkpoint. A run started before its config file last changed
-    is set aside first (as `make demo` does), so a changed setting is never silently skipped."""
-    set_aside_if_older_than_config(finished.parent, config)
+def _run(train, finished: Path, config: str, inputs, *args, **kwargs) -> None:
+    """Train unless finished; resume a run that has a checkpoint. A run started before its config file last changed,
+    or before one of its `inputs` was rewritten, is set aside first (as `make demo` does), so a changed setting or a
+    retrained SAE is never silently skipped."""
+    set_aside_if_stale(finished.parent, config, inputs)
     if finished.is_file():
         return
     train(*args, resume=(finished.parent / "checkpoint.pt").is_file(), **kwargs)
@@ -117,7 +119,7 @@ def run_seeds(cfg: dict, seeds: list[int], kind: str = "facescape") -> dict:
     if not au:
         source = SyntheticFaceScape(data_cfg)
         ae = root / "shape" / "ae"
-        _run(train_sae, ae / "sae.safetensors", config, cfg, stored, ae, supervised=False)
+        _run(train_sae, ae / "sae.safetensors", config, (), cfg, stored, ae, supervised=False)
     per_seed = {}
     for seed in seeds:
         scfg = seeded_config(cfg, seed)
@@ -126,8 +128,8 @@ def run_seeds(cfg: dict, seeds: list[int], kind: str = "facescape") -> dict:
             sae, gan = root / "shape" / f"sae{suffix}", root / "shape" / f"cgan{suffix}"
         else:
             sae, gan = (root / "shape" / f"seeds{suffix}" / str(seed) / name for name in ("sae", "cgan"))
-        _run(train_sae, sae / "sae.safetensors", config, scfg, stored, sae)
-        _run(train_cgan, gan / "generators.safetensors", config, scfg, sae, gan)
+        _run(train_sae, sae / "sae.safetensors", config, (), scfg, stored, sae)
+        _run(train_cgan, gan / "generators.safetensors", config, [sae / "sae.safetensors"], scfg, sae, gan)
         out = root / "eval" / f"seeds{suffix}" / str(seed)
         report = out / ("report_au.json" if au else "report.json")
         if not report.is_file() or report.stat().st_mtime < (gan / "generators.safetensors").stat().st_mtime:
