@@ -70,6 +70,9 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
 
 def shutdown_distributed() -> None:
     if dist.is_initialized():
+        # Every rank arrives before any tears its group down: rank 1 destroying its gloo group while rank 0 was still
+        # writing the outputs once aborted at exit ("terminate called without an active exception", SIGABRT).
+        dist.barrier()
         dist.destroy_process_group()
 
 
