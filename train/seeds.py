@@ -120,11 +120,12 @@ def run_seeds(cfg: dict, seeds: list[int], kind: str = "facescape") -> dict:
         source = SyntheticFaceScape(data_cfg)
         ae = root / "shape" / "ae"
         _run(train_sae, ae / "sae.safetensors", config, (), cfg, stored, ae, supervised=False)
+    own_settings = shape_section(cfg, action_units=au)
     per_seed = {}
     for seed in seeds:
         scfg = seeded_config(cfg, seed)
         # the config's own seed is the pipeline `make demo` trains: its runs are reused
-        if shape_section(scfg, action_units=au) == shape_section(cfg, action_units=au):
+        if shape_section(scfg, action_units=au) == own_settings:
             sae, gan = root / "shape" / f"sae{suffix}", root / "shape" / f"cgan{suffix}"
         else:
             sae, gan = (root / "shape" / f"seeds{suffix}" / str(seed) / name for name in ("sae", "cgan"))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from train.config import DataConfig, split_counts
+from train.data.expressions import FACESCAPE_EXPRESSIONS
 from train.data.ict import load_ict_model
 from train.data.linearity import shape_only, transfer_and_regression
 from train.data.synthetic_sets import StoredSet, build_set
@@ -43,10 +44,10 @@ def identities_for(train_count: int, split) -> int:
     return n
 
 
-def peak_bytes(num_identities: int, face_vertices: int, train_count: int, expressions: int = 20) -> int:
+def peak_bytes(num_identities: int, face_vertices: int, train_count: int) -> int:
     """Memory the measurement holds at once: the float32 offsets of every identity, and the float64 copy of the
     largest training subset the ridge multiplies."""
-    per_identity = expressions * face_vertices * 3
+    per_identity = len(FACESCAPE_EXPRESSIONS) * face_vertices * 3
     return num_identities * per_identity * 4 + train_count * per_identity * 8
 
 
@@ -93,7 +94,7 @@ def coupling_by_training_count(cfg: DataConfig, counts, ict=None, workers: int |
         raise ValueError(f"training counts up to {counts[-1]} need {num_identities} identities and about "
                          f"{need / 2**30:.1f} GiB of memory, more than 3/4 of this machine's {have / 2**30:.1f} GiB: "
                          f"ask for smaller counts")
-    disk = num_identities * 20 * len(ict.neutral) * 3 * 4  # the temporary set's meshes, one part at a time
+    disk = num_identities * len(FACESCAPE_EXPRESSIONS) * len(ict.neutral) * 3 * 4  # the temporary set's meshes
     free = shutil.disk_usage(tempfile.gettempdir()).free
     if disk > 0.9 * free:
         raise ValueError(f"training counts up to {counts[-1]} need a temporary set of about {disk / 2**30:.1f} GiB in "
