@@ -4,8 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Re-install whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Blender as users have it: bpy and nothing else (no torch), one venv per version the extension's manifest claims
+# (4.2 LTS, 4.5 LTS, 5.0); the tests and the demo install the extension zip into each (train/demo.py names them too).
+BLENDER_VERSIONS := 4.2.23 4.5.15 5.0.1
+BLENDER_STAMPS := $(foreach v,$(BLENDER_VERSIONS),.venv-blender-$(v)/.installed)
 
-.PHONY: demo test setup clean-outputs
+.PHONY: demo test setup blender-venvs clean-outputs
 
 setup: $(STAMP)
 
@@ -16,10 +20,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-demo: $(STAMP)
+blender-venvs: $(BLENDER_STAMPS)
+
+.venv-blender-%/.installed:
+	rm -rf .venv-blender-$*
+	$(PYTHON) -m venv .venv-blender-$*
+	.venv-blender-$*/bin/python -m pip install --quiet bpy==$*
+	touch $@
+
+demo: $(STAMP) .venv-blender-5.0.1/.installed
 	$(PY) -m train demo --config quick
 
-test: $(STAMP)
+test: $(STAMP) $(BLENDER_STAMPS)
 	$(PY) -m pytest -q -rf --durations=12
 
 clean-outputs:

@@ -1,20 +1,30 @@
-"""Build facecam's installable Blender extension zip: `python build_addon.py [--out dist] [--wheels]`.
+"""Build facecam's installable Blender extension zip: `python build_addon.py [--out dist] [--model DIR] [--wheels]`.
 
 The zip holds blender_manifest.toml, the add-on (blender_addon/), core/ bundled beside it, and
 weights_manifest.json, and with --model FOLDER an exported model (model/: what generation reads and its model card),
 which the add-on then uses by default. The version comes from core.__version__, the one place it is set.
 
-Blender's Python has numpy but not torch, pillow, safetensors or huggingface_hub. --wheels downloads them (with
-their dependencies, for this platform and Blender's Python 3.11) with pip and bundles them: Blender installs an
-extension's wheels itself. --wheel-dir DIR bundles the wheels already in DIR instead (offline builds, other
-platforms). Without either, the add-on uses whatever Blender's Python already has.
+One zip for every platform: generation needs only the numpy every Blender ships. Hub downloads need
+huggingface_hub, bundled with what it imports as pure-Python wheels (Blender installs an extension's wheels itself):
+pip downloads them once into build/runtime-wheels/ (PyYAML, which PyPI serves only as compiled wheels, is built from its
+source without its optional C speed-up; hf_xet, an optional accelerator, is left out). --no-hub leaves them out
+(the hub route then says what is missing; bundled and local models still work). threadpoolctl, one pure-Python
+file, is always bundled: it lets numpy's texture convolutions use every core.
+
+--wheels is the GPU route: it also bundles torch (with its dependencies, for this platform and Blender's Python
+3.11), so the zip is for this platform only; --wheel-dir DIR bundles the wheels already in DIR instead (offline
+builds, other platforms).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -23,8 +33,14 @@ from core.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parent
 EXTENSION_ID = "facecam"
-RUNTIME_REQUIREMENTS = ["torch==2.13.0", "pillow>=10,<14", "safetensors>=0.4,<1", "huggingface_hub>=0.24,<3",
-                        "tqdm>=4.66,<5"]
+GPU_REQUIREMENTS = ["torch==2.13.0"]
+HUB_REQUIREMENTS = ["huggingface_hub==2.4.0"]
+# lets numpy's texture convolutions use every core (core/numpy_networks.py: blas_one_thread); pure Python
+SPEED_REQUIREMENTS = ["threadpoolctl==3.8.0"]
+# compiled wheels among huggingface_hub's dependencies: built from source as pure Python, or left out
+BUILT_PURE = {"pyyaml": "PYYAML_FORCE_LIBYAML"}  # the C extension is optional: yaml falls back to pure Python
+OPTIONAL_AT_RUN_TIME = ("hf_xet",)  # huggingface_hub uses it only where it is installed
+WHEEL_CACHE = ROOT / "build" / "runtime-wheels"
 PROVIDED_BY_BLENDER = ("numpy",)  # Blender ships its own; a second copy would shadow it
 _PLATFORM_TAGS = (("manylinux", "x86_64", "linux-x64"), ("manylinux", "aarch64", "linux-arm64"),
                   ("macosx", "arm64", "macos-arm64"), ("macosx", "x86_64", "macos-x64"),
@@ -51,19 +67,60 @@ def wheel_platforms(wheels: list[Path]) -> list[str]:
     return sorted(found)
 
 
+def _pip(*args: str, env: dict | None = None) -> None:
+    cmd = [sys.executable, "-m", "pip", *args]
+    if subprocess.run(cmd, env=env).returncode != 0:
+        raise SystemExit(f"pip failed: {' '.join(cmd)}")
+
+
 def download_wheels(dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
-           "--dest", str(dest), *RUNTIME_REQUIREMENTS]
-    if subprocess.run(cmd).returncode != 0:
-        raise SystemExit(f"pip download failed: {' '.join(cmd)}")
+    _pip("download", "--quiet", "--only-binary=:all:", "--python-version", "3.11", "--dest", str(dest),
+         *GPU_REQUIREMENTS)
     return collect_wheels(dest)
+
+
+def _project_name(wheel: Path) -> str:
+    return wheel.name.split("-")[0].lower().replace("_", "-")
+
+
+def pure_wheels(requirements: list[str], cache: Path = WHEEL_CACHE) -> list[Path]:
+    """`requirements` and what they import, as pure-Python wheels, from the cache or downloaded into it (a folder
+    per requirement set, written whole or not at all)."""
+    folder = cache / hashlib.sha256(" ".join(requirements + sorted(BUILT_PURE)).encode()).hexdigest()[:12]
+    if not (folder / "COMPLETE").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".hub-wheels.", dir=cache))
+        try:
+            _pip("download", "--quiet", "--only-binary=:all:", "--python-version", "3.11", "--dest", str(work),
+                 *requirements)
+            for wheel in sorted(work.glob("*.whl")):
+                if wheel.name.endswith("-none-any.whl"):
+                    continue
+                name = _project_name(wheel)
+                wheel.unlink()
+                if name in BUILT_PURE:
+                    version = wheel.name.split("-")[1]
+                    _pip("wheel", "--quiet", "--no-deps", "--no-binary", name, "--wheel-dir", str(work),
+                         f"{name}=={version}", env={**os.environ, BUILT_PURE[name]: "0"})
+                elif name.replace("-", "_") not in OPTIONAL_AT_RUN_TIME:
+                    raise SystemExit(f"{wheel.name}: {' '.join(requirements)} need(s) this compiled package at run "
+                                     f"time; the extension bundles only pure-Python wheels")
+            impure = [w.name for w in work.glob("*.whl") if not w.name.endswith("-none-any.whl")]
+            if impure:
+                raise SystemExit(f"not pure-Python wheels: {', '.join(impure)}")
+            (work / "COMPLETE").write_text("\n".join(requirements) + "\n")
+            shutil.rmtree(folder, ignore_errors=True)
+            work.rename(folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return collect_wheels(folder)
 
 
 def collect_wheels(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise SystemExit(f"--wheel-dir {folder}: not a folder")
-    wheels = sorted(p for p in folder.glob("*.whl") if not p.name.lower().startswith(PROVIDED_BY_BLENDER))
+    wheels = sorted(p for p in folder.glob("*.whl") if _project_name(p) not in PROVIDED_BY_BLENDER)
     if not wheels:
         raise SystemExit(f"--wheel-dir {folder}: no .whl files in it")
     return wheels
@@ -124,6 +181,10 @@ def model_files(folder: Path) -> list[tuple[Path, str]]:
 
 def build(out_dir: Path, wheels: list[Path] = (), model: Path | None = None) -> Path:
     bundled_model = model_files(model) if model else []
+    by_name = {}
+    for wheel in wheels:  # one wheel per project: --wheel-dir and the hub's may both hold one
+        by_name.setdefault(_project_name(wheel), wheel)
+    wheels = sorted(by_name.values(), key=lambda w: w.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     platforms = wheel_platforms(list(wheels))
     suffix = f"-{platforms[0]}" if len(platforms) == 1 else ""
@@ -145,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default: dist/)")
     wheels = parser.add_mutually_exclusive_group()
     wheels.add_argument("--wheels", action="store_true",
-                        help="download torch, pillow, safetensors, huggingface_hub, tqdm (and dependencies) for "
-                             "this platform with pip and bundle them")
-    wheels.add_argument("--wheel-dir", help="bundle the .whl files in this folder instead of downloading")
+                        help="the GPU route: also bundle torch (and its dependencies) for this platform, downloaded "
+                             "with pip; the zip is then for this platform only")
+    wheels.add_argument("--wheel-dir", help="also bundle the .whl files in this folder (offline builds, other "
+                                            "platforms)")
+    parser.add_argument("--no-hub", action="store_true",
+                        help="leave out huggingface_hub (bundled and local models still work, hub downloads do not)")
     parser.add_argument("--model", help="bundle this exported model folder (python -m train export): the extension "
                                         "then makes faces on install, with no preference set")
     return parser
@@ -160,6 +224,7 @@ def main(argv=None) -> int:
         bundled = download_wheels(ROOT / "build" / "wheels")
     elif args.wheel_dir:
         bundled = collect_wheels(Path(args.wheel_dir))
+    bundled += pure_wheels(SPEED_REQUIREMENTS + ([] if args.no_hub else HUB_REQUIREMENTS))
     target = build(Path(args.out), bundled, Path(args.model) if args.model else None)
     print(f"extension: {target}")
     print(f"size: {target.stat().st_size / 2 ** 20:.1f} MiB")

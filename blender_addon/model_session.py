@@ -1,7 +1,7 @@
 """The one loaded FaceModel, shared by every operator and panel, and where it comes from (the preferences).
 
-torch is imported only when a model is first loaded, so enabling the add-on stays fast and works (with a clear
-message on use) where torch is missing.
+Generation needs nothing but Blender's own numpy; torch is imported only when the preferences ask for it (the
+PyTorch backend or a GPU device), and where it is missing or broken numpy runs instead and the model box says why.
 """
 from __future__ import annotations
 
@@ -94,21 +94,17 @@ def load(download: bool = False, on_file=None):
     download is True and Blender's online access is on."""
     prefs = preferences()
     src = source(prefs)
-    key = (prefs.source_kind, src, prefs.device)
+    key = (prefs.source_kind, src, prefs.backend, prefs.device)
     if _loaded["key"] == key and not download:
         return _loaded["model"]
     if download and not bpy.app.online_access:
         raise SessionError("Blender's online access is off (Preferences > System > Network > Allow Online Access); "
                            "facecam can only use weights already in its cache, or a local model folder")
-    try:
-        from .core import hub
-        from .core.face_model import FaceModel
-    except ImportError as e:
-        raise SessionError(f"facecam needs torch, safetensors, pillow and huggingface_hub in Blender's Python ({e}); "
-                           f"install the extension built with `python build_addon.py --wheels`") from None
+    from .core import hub
+    from .core.face_model import FaceModel
     try:
         model = FaceModel.from_pretrained(src, cache_dir=cache_dir(prefs), offline=not bpy.app.online_access,
-                                          on_file=on_file).to(prefs.device)
+                                          on_file=on_file, backend=prefs.backend, device=prefs.device)
     except (hub.WeightsError, ValueError, OSError) as e:
         raise SessionError(str(e)) from None
     _loaded.update(key=key, model=model)

@@ -104,7 +104,7 @@ def generate_into(context, obj, model):
         shape_keys.bake_expression_set(obj, *set_faces, model.expression_names, expression_set["intensity"],
                                        model.units)
     obj[FACE_TAG] = json.dumps(s)
-    if settings.use_texture and model.texture is not None:
+    if settings.use_texture and model.has_texture:
         texture_jobs.request(obj, s)
     return obj
 

@@ -31,7 +31,8 @@ class VIEW3D_PT_facecam(bpy.types.Panel):
             if model.config.get("trained_on"):
                 box.label(text=f"Trained on: {model.config['trained_on']}")
             box.label(text=f"{len(model.expression_names)} {'action units' if model.au_model else 'expressions'}"
-                           f"{', textured' if model.texture is not None else ''}")
+                           f"{', textured' if model.has_texture else ''}")
+            box.label(text=f"Runs on: {model.backend_line()}", icon="ERROR" if model.backend_note else "NONE")
 
         col = layout.column(align=True)
         row = col.row(align=True)

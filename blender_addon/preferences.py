@@ -27,10 +27,16 @@ class FacecamPreferences(bpy.types.AddonPreferences):
     model_name: bpy.props.EnumProperty(name="Model", items=_published_items)
     folder: bpy.props.StringProperty(name="Folder", subtype="DIR_PATH")
     repo: bpy.props.StringProperty(name="Repo", description="owner/name@<40-hex commit sha>")
+    backend: bpy.props.EnumProperty(
+        name="Backend", default="auto",
+        items=[("auto", "Automatic", "NumPy on the CPU, PyTorch on a GPU"),
+               ("numpy", "NumPy", "Built into Blender: works everywhere, on the CPU"),
+               ("torch", "PyTorch", "Needs torch in Blender's Python (the extension built with --wheels); "
+                                    "faster on large textures; without torch, NumPy runs and the model box says why")])
     device: bpy.props.EnumProperty(
         name="Device", default="cpu",
-        items=[("cpu", "CPU", "Works everywhere"), ("cuda", "CUDA GPU", "An NVIDIA GPU with a CUDA build of torch"),
-               ("mps", "Apple GPU", "Apple silicon (Metal)")])
+        items=[("cpu", "CPU", "Works everywhere"), ("cuda", "CUDA GPU", "An NVIDIA GPU (PyTorch with CUDA)"),
+               ("mps", "Apple GPU", "Apple silicon (PyTorch with Metal)")])
     cache_dir: bpy.props.StringProperty(
         name="Cache folder", subtype="DIR_PATH",
         description="Where hub downloads are kept; empty: the extension's own user folder")
@@ -47,7 +53,9 @@ class FacecamPreferences(bpy.types.AddonPreferences):
             layout.prop(self, "repo")
         else:
             layout.label(text="Bundled: " + model_session.bundled_model_line())
-        layout.prop(self, "device")
+        row = layout.row()
+        row.prop(self, "backend")
+        row.prop(self, "device")
         layout.prop(self, "cache_dir")
         row = layout.row()
         row.operator("facecam.download_weights", icon="IMPORT")

@@ -20,13 +20,14 @@ import numpy as np
 from pathlib import Path
 
 from .atomic import write_png_atomic, write_text_atomic
+from .backends import BACKENDS
 from .face_model import Face, FaceModel
 from .coordinates import UNIT_TO_METRES, metres_per_unit
 from .gltf import write_glb
 from .hub import WeightsError
 from .names import SEED_MAX, check_seed, intensity_key
 from .obj_io import write_obj
-from .shape_control import INTENSITY_MODES
+from .intensity import INTENSITY_MODES
 from .template import PART_COLOURS, PART_OPACITY, vertex_normals
 
 MAX_INTENSITY = 10.0  # the paper's largest level; beyond it meshes are far outside anything trained
@@ -104,6 +105,10 @@ def build_parser(expression_names: list[str] | None = None) -> argparse.Argument
     gen.add_argument("--units", choices=sorted(UNIT_TO_METRES), default="m",
                      help="OBJ vertex units (default m, as Blender's importer expects); glTF is always metres")
     gen.add_argument("--no-texture", action="store_true")
+    gen.add_argument("--backend", choices=BACKENDS, default="auto",
+                     help="what runs the networks: numpy (always there), torch, or auto (numpy on the CPU, torch on "
+                          "a GPU); the same faces either way")
+    gen.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or mps (other than cpu: the torch backend)")
     gen.add_argument("--out", required=True, help="output .obj or .glb path")
     return parser
 
@@ -136,7 +141,9 @@ def main(argv=None) -> int:
         bad = [a for a in intensities if not 0 <= a <= MAX_INTENSITY]
         if bad:
             raise ValueError(f"intensity {bad[0]:g} outside 0..{MAX_INTENSITY:g}")
-        model = FaceModel.from_pretrained(args.model)
+        model = FaceModel.from_pretrained(args.model, backend=args.backend, device=args.device)
+        if model.backend_note:
+            print(f"note: {model.backend_note}", file=sys.stderr)
         model.intensity_mode = args.intensity_mode
         label = model.expression_label(args.expression)  # refuses an unknown expression before any work
         out.parent.mkdir(parents=True, exist_ok=True)

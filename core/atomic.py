@@ -69,17 +69,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def write_png_atomic(path: str | os.PathLike, image: np.ndarray) -> Path:
+def write_png_atomic(path: str | os.PathLike, image) -> Path:
     """Write a uint8 image, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, as a PNG atomically; returns the path."""
-    # Imported here: core/ ships inside the Blender add-on, whose Python has numpy but not PIL.
     import numpy as np
-    from PIL import Image
+
+    from .png_io import encode_png
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))) \
             or 0 in image.shape:
         raise ValueError(f"{path}: a PNG image must be a non-empty uint8 array of shape (H, W), (H, W, 3) or "
                          f"(H, W, 4), got {image.dtype} {image.shape}")
-    with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+    write_bytes_atomic(path, encode_png(image))
     return Path(path)

@@ -19,8 +19,13 @@ same rule.
 Seeds (0..core.names.SEED_MAX everywhere; anything else is refused): identity_seed draws z_id ~ N(0, I) (or, for a
 one-hot model, picks training identity number seed);
 noise_seed draws one z_noise vector; the shape uses its first shape.z_noise_dim entries and the texture all of it,
-so a face's mesh and texture share (z_id, z_exp, z_noise). Draws use torch's CPU generator, which gives the same
-numbers on every machine. Expressions are named by name, FaceScape's number or the bare name (core.names).
+so a face's mesh and texture share (z_id, z_exp, z_noise). Draws are numpy's PCG64 stream made normal by
+core.seeds, the same numbers on every machine and backend (since facecam 0.5.0; earlier versions drew with torch, so a
+seed gives another face than it did there). Expressions are named by name, FaceScape's number or the bare name
+(core.names).
+
+The networks run on numpy or torch (core.backends): `backend` "auto" (numpy on the CPU, torch on a GPU device),
+"numpy" or "torch". Both read the same files, through core.model_files (no safetensors or pillow needed).
 """
 from __future__ import annotations
 
@@ -31,63 +36,25 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from . import hub
+from . import __version__, hub
+from .backends import make_backend
+from .intensity import INTENSITY_MODES, blend_terms
+from .model_files import ModelFormatError, read_tensors
 from .names import check_seed, resolve_expression
-from .shape_control import INTENSITY_MODES, ShapeGenerator, blend_terms
-from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder, ShapeNetConfig
+from .network_configs import ShapeNetConfig, TextureNetConfig, shape_tensor_shapes, texture_tensor_shapes
+from .png_io import PNGError, read_png
+from .seeds import standard_normal
 from .template import polygon_parts
-from .texture_inference import FastTextureGenerator
-from .texture_networks import TextureGenerator, TextureNetConfig
 
 FORMAT_VERSION = 1
+# format_version -> the facecam versions that read it (a folder of another version is refused, naming these)
+FORMAT_READERS = {1: "0.1.0 and later"}
 GENERATION_FILES = ("config.json", "shape.safetensors", "template.safetensors", "template_texture.png")
 TEXTURE_FILE = "texture.safetensors"
+TEMPLATE_TENSORS = ("polygon_sizes", "polygon_vertices", "polygon_uv_indices", "uvs")
 
-
-class ModelFormatError(hub.WeightsError):
-    """A model folder whose files do not match what its config.json says (or what this facecam reads); `path` is
-    the file at fault."""
-
-    def __init__(self, message: str, path: Path | None = None):
-        super().__init__(message)
-        self.path = path
-
-
-def _safetensors_damage(path: Path) -> str:
-    """What is wrong with a file safetensors cannot read, in words: truncated, or not safetensors at all."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return f"truncated: {size} bytes, not even the 8-byte header length"
-        length = int.from_bytes(head, "little")
-        if length > size - 8:
-            return (f"truncated or not a safetensors file: its header claims {length} bytes, the file has {size}")
-        try:
-            header = json.loads(f.read(length))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return "not a safetensors file: its header is not safetensors JSON"
-    if 8 + length + end > size:
-        return f"truncated: {size} bytes where its header describes {8 + length + end}"
-    return "damaged"
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """load_file, with a damaged file named and described (truncated, not safetensors) instead of the library's
-    deserialiser error."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: missing; the model folder is incomplete (re-export or re-download it)", path)
-    try:
-        return load_file(path)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, or OSError
-        raise ModelFormatError(f"{path}: cannot be loaded, {_safetensors_damage(path)} ({type(e).__name__}: {e}); "
-                               f"re-export or re-download it", path) from None
+__all__ = ["FORMAT_VERSION", "Face", "FaceModel", "ModelFormatError"]
 
 
 @dataclass
@@ -105,20 +72,7 @@ class Face:
     part_names: tuple[str, ...] = ("skin",)
 
 
-def _load_tensors(path: Path, module: torch.nn.Module, prefix: str, tensors: dict) -> None:
-    """Load module's parameters from tensors[prefix + name], naming the file and key on any mismatch."""
-    expected = module.state_dict()
-    for name, value in expected.items():
-        key = prefix + name
-        if key not in tensors:
-            raise ModelFormatError(f"{path}: missing tensor {key!r}")
-        if tuple(tensors[key].shape) != tuple(value.shape):
-            raise ModelFormatError(f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, the config says "
-                                   f"{tuple(value.shape)}")
-    module.load_state_dict({name: tensors[prefix + name] for name in expected})
-
-
-def _weighted_rows(outputs: torch.Tensor, picks: list[list[tuple[int, float]]]) -> torch.Tensor:
+def _weighted_rows(outputs: np.ndarray, picks: list[list[tuple[int, float]]]) -> np.ndarray:
     """One output per row of `picks` ((index into outputs, weight) pairs): the weighted sum in float64, in term
     order (the same bits whatever the thread count); a single term of weight 1 passes through unchanged."""
     out = []
@@ -126,16 +80,30 @@ def _weighted_rows(outputs: torch.Tensor, picks: list[list[tuple[int, float]]]) 
         if len(row) == 1 and row[0][1] == 1.0:
             out.append(outputs[row[0][0]])
         else:
-            acc = torch.zeros(outputs.shape[1:], dtype=torch.float64)
+            acc = np.zeros(outputs.shape[1:], np.float64)
             for k, w in row:
-                acc += w * outputs[k].double()
-            out.append(acc.float())
-    return torch.stack(out)
+                acc += w * outputs[k].astype(np.float64)
+            out.append(acc.astype(np.float32))
+    return np.stack(out)
+
+
+def _bilinear_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """(size_out, size_in) weights of F.interpolate(mode="bilinear", align_corners=False) along one axis."""
+    src = np.maximum((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+    low = np.minimum(src.astype(np.int64), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = src - low
+    m = np.zeros((size_out, size_in), np.float64)
+    np.add.at(m, (np.arange(size_out), low), 1.0 - frac)
+    np.add.at(m, (np.arange(size_out), high), frac)
+    return m.astype(np.float32)
 
 
 class FaceModel:
-    def __init__(self, folder: str | os.PathLike, files: dict[str, Path] | None = None):
-        """Load from a model folder (or from `files`, name -> path, as fetched from the hub)."""
+    def __init__(self, folder: str | os.PathLike, files: dict[str, Path] | None = None, backend: str = "auto",
+                 device: str = "cpu"):
+        """Load from a model folder (or from `files`, name -> path, as fetched from the hub), to generate with
+        `backend` ("auto", "numpy", "torch"; see core.backends) on `device` ("cpu", "cuda", "mps")."""
         folder = Path(folder)
 
         def path(name: str) -> Path:
@@ -146,10 +114,14 @@ class FaceModel:
             self.config = json.loads(Path(config_path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ModelFormatError(f"{config_path}: cannot read the model config ({e})", Path(config_path)) from None
-        version = self.config.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ModelFormatError(f"{config_path}: format_version {version!r} is newer than this facecam reads "
-                                   f"({FORMAT_VERSION}); upgrade facecam")
+        version = self.config.get("format_version") if isinstance(self.config, dict) else None
+        if version not in FORMAT_READERS:
+            newer = isinstance(version, int) and version > FORMAT_VERSION
+            raise ModelFormatError(
+                f"{config_path}: format_version {version!r} is "
+                + (f"newer than this facecam ({__version__}) reads ({FORMAT_VERSION}); upgrade facecam" if newer else
+                   f"not one this facecam ({__version__}) reads: it reads "
+                   + ", ".join(f"{v} (written and read by facecam {who})" for v, who in FORMAT_READERS.items())))
         try:
             self.shape_cfg = ShapeNetConfig.from_dict(self.config["shape"])
             self.texture_cfg = (TextureNetConfig.from_dict(self.config["texture"]) if self.config.get("texture")
@@ -169,6 +141,8 @@ class FaceModel:
         self._neutral = self._neutral_code()
         self.intensity_mode = "calibrated"
         self._load(path)
+        self.backend, self.backend_note = make_backend(backend, device, self.shape_cfg, self._shape_tensors,
+                                                       self.texture_cfg, self._texture_tensors)
 
     @property
     def intensity_mode(self) -> str:
@@ -180,11 +154,11 @@ class FaceModel:
             raise ValueError(f"intensity_mode {mode!r}: expected one of {', '.join(INTENSITY_MODES)}")
         self._intensity_mode = mode
 
-    def _neutral_code(self) -> torch.Tensor:
+    def _neutral_code(self) -> np.ndarray:
         """z_exp of the neutral face: no action unit active, or the neutral expression's one-hot code (named in
         config.json, else the expression whose name ends in 'neutral'; a model with none falls back to zeros,
         the paper's intensity 0)."""
-        z = torch.zeros(self.shape_cfg.num_expressions)
+        z = np.zeros(self.shape_cfg.num_expressions, np.float32)
         if self.au_model:
             return z
         name = self.config.get("neutral_expression") or next(
@@ -194,22 +168,18 @@ class FaceModel:
         return z
 
     def _load(self, path) -> None:
+        """Every file generation reads, each checked against config.json before its data is read."""
         cfg = self.shape_cfg
-        shape_path = Path(path("shape.safetensors"))
-        tensors = read_safetensors(shape_path)
-        decoder, g_id, g_exp = MeshDecoder(cfg), IdentityGenerator(cfg), ExpressionGenerator(cfg)
-        for module, prefix in ((decoder, ""), (g_id, "g_id."), (g_exp, "g_exp.")):
-            _load_tensors(shape_path, module, prefix, tensors)
-        self.training_z_ids = tensors.get("z_id")
-        self.shape = ShapeGenerator(decoder.prepare_for_inference(), g_id.eval(), g_exp.eval())
+        self._shape_tensors = read_tensors(path("shape.safetensors"), shape_tensor_shapes(cfg), optional=("z_id",))
+        self.training_z_ids = self._shape_tensors.pop("z_id", None)
         template_path = Path(path("template.safetensors"))
-        t = read_safetensors(template_path)
-        try:
-            self.polygon_sizes, self.polygon_vertices = t["polygon_sizes"].numpy(), t["polygon_vertices"].numpy()
-            self.polygon_uv_indices, self.uvs = t["polygon_uv_indices"].numpy(), t["uvs"].numpy()
-        except KeyError as e:
-            raise ModelFormatError(f"{template_path}: missing tensor {e}") from None
-        materials = t["polygon_materials"].numpy() if "polygon_materials" in t else np.zeros(0, np.int32)
+        t = read_tensors(template_path)
+        missing = [n for n in TEMPLATE_TENSORS if n not in t]
+        if missing:
+            raise ModelFormatError(f"{template_path}: missing tensor(s) {missing}", template_path)
+        self.polygon_sizes, self.polygon_vertices = t["polygon_sizes"], t["polygon_vertices"]
+        self.polygon_uv_indices, self.uvs = t["polygon_uv_indices"], t["uvs"]
+        materials = t.get("polygon_materials", np.zeros(0, np.int32))
         names = list(self.config.get("materials") or [])
         if len(materials) and (len(materials) != len(self.polygon_sizes) or materials.max() >= len(names)):
             raise ModelFormatError(f"{template_path}: polygon_materials do not match the {len(self.polygon_sizes)} "
@@ -217,39 +187,38 @@ class FaceModel:
         self.polygon_parts, self.part_names = polygon_parts(len(self.polygon_sizes), materials, names)
         if self.polygon_vertices.max() >= cfg.num_vertices:
             raise ModelFormatError(f"{template_path}: polygons index vertex {self.polygon_vertices.max()}, the "
-                                   f"shape config has {cfg.num_vertices} vertices")
-        from PIL import Image
+                                   f"shape config has {cfg.num_vertices} vertices", template_path)
         png = Path(path("template_texture.png"))
         try:
-            self.template_texture = np.asarray(Image.open(png).convert("RGB"))
-        except (OSError, ValueError) as e:  # PIL: UnidentifiedImageError, truncated data
+            self.template_texture = read_png(png)
+        except (OSError, PNGError) as e:
             raise ModelFormatError(f"{png}: cannot be read as a PNG image ({e}); re-export or re-download it",
                                    png) from None
-        self._template_tile = torch.from_numpy(self.template_texture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
-        self.texture = None
-        self.device = torch.device("cpu")
+        self._template_tile = self.template_texture.astype(np.float32) / 127.5 - 1  # (T, T, 3) in [-1, 1]
+        self._texture_tensors = None
         if self.texture_cfg is not None:
-            texture_path = Path(path(TEXTURE_FILE))
-            generator = TextureGenerator(self.texture_cfg)
-            _load_tensors(texture_path, generator, "", read_safetensors(texture_path))
-            # the same function with less work (2.7x faster at 512 px; tests/test_texture_inference.py)
-            self.texture = FastTextureGenerator.from_generator(generator.eval())
+            self._texture_tensors = read_tensors(path(TEXTURE_FILE), texture_tensor_shapes(self.texture_cfg))
 
-    def to(self, device: str | torch.device) -> "FaceModel":
-        """Run the networks on `device` ("cpu", "cuda", "cuda:1", "mps"); codes are still drawn on the CPU, so
-        seeds mean the same face everywhere."""
-        try:
-            device = torch.device(device)
-            torch.empty(0, device=device)
-        except (RuntimeError, AssertionError) as e:
-            raise ValueError(f"device {str(device)!r} is not usable with this torch ({e}); use 'cpu'") from None
-        self.shape.to(device)
-        if self.texture is not None:
-            self.texture.to(device)
-        self.shape.sae._packed_last = None
-        if device.type == "cpu":
-            self.shape.sae.prepare_for_inference()
-        self.device = device
+    @property
+    def has_texture(self) -> bool:
+        """Whether this model generates textures (a shape-only model does not)."""
+        return self.texture_cfg is not None
+
+    @property
+    def device(self) -> str:
+        return str(self.backend.device)
+
+    def backend_line(self) -> str:
+        """One line for the user: what runs the networks, where, and why when it is not what was asked for."""
+        line = f"{self.backend.name} on {self.device}"
+        return f"{line} ({self.backend_note})" if self.backend_note else line
+
+    def to(self, device: str, backend: str | None = None) -> "FaceModel":
+        """Run the networks on `device` ("cpu", "cuda", "cuda:1", "mps"): any device but the CPU takes the torch
+        backend. Codes are still drawn on the CPU, so seeds mean the same face everywhere."""
+        backend = backend or ("auto" if self.backend.name == "numpy" and not self.backend_note else self.backend.name)
+        self.backend, self.backend_note = make_backend(backend, device, self.shape_cfg, self._shape_tensors,
+                                                       self.texture_cfg, self._texture_tensors)
         return self
 
     # --- loading ---------------------------------------------------------------------------------------------
@@ -257,15 +226,16 @@ class FaceModel:
     @classmethod
     def from_pretrained(cls, source: str, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
                         manifest: hub.WeightsManifest | None = None, offline: bool = False,
-                        on_file: Callable[[str, int, int], None] | None = None) -> "FaceModel":
+                        on_file: Callable[[str, int, int], None] | None = None, backend: str = "auto",
+                        device: str = "cpu") -> "FaceModel":
         """source: a model folder, "owner/name@<commit sha>", or a model name from weights_manifest.json.
         Downloads (or reuses from the cache) only what generation needs, each file's sha256 checked.
         offline: use the cache only (as HF_HUB_OFFLINE does); on_file(name, index, total) is called before each
-        file is fetched, for progress displays."""
+        file is fetched, for progress displays. backend, device: as for FaceModel()."""
         manifest = manifest if manifest is not None else hub.load_manifest()
         where = hub.parse_source(source, manifest)
         if isinstance(where, hub.LocalSource):
-            return cls(where.path)
+            return cls(where.path, backend=backend, device=device)
         if isinstance(where, hub.ModelSource):
             entry = where.entry
             repo_id, revision = entry.repo_id, entry.revision
@@ -281,7 +251,7 @@ class FaceModel:
         config = fetch(["config.json"])
         try:
             files = {**config, **fetch(cls._needed_files(config["config.json"])[1:])}
-            return cls("", files)
+            return cls("", files, backend=backend, device=device)
         except ModelFormatError as e:
             # A damaged download (one with no manifest sha256 to catch it) must not stay cached: the next try
             # downloads it again
@@ -300,33 +270,33 @@ class FaceModel:
 
     # --- codes -------------------------------------------------------------------------------------------------
 
-    def identity_code(self, identity_seed: int) -> torch.Tensor:
+    def identity_code(self, identity_seed: int) -> np.ndarray:
         identity_seed = check_seed(identity_seed, "identity seed")
         if self.z_id_kind == "onehot":
             n = self.shape_cfg.z_id_dim
             if not 0 <= identity_seed < n:
                 raise ValueError(f"identity_seed {identity_seed}: this model's z_id is one-hot over its {n} training "
                                  f"identities; expected 0..{n - 1}")
-            return torch.eye(n)[identity_seed]
-        return torch.randn(self.shape_cfg.z_id_dim, generator=torch.Generator().manual_seed(identity_seed))
+            return np.eye(n, dtype=np.float32)[identity_seed]
+        return standard_normal(identity_seed, self.shape_cfg.z_id_dim)
 
-    def noise_code(self, noise_seed: int) -> torch.Tensor:
+    def noise_code(self, noise_seed: int) -> np.ndarray:
         dim = max(self.shape_cfg.z_noise_dim, self.texture_cfg.z_noise_dim if self.texture_cfg else 0)
-        return torch.randn(dim, generator=torch.Generator().manual_seed(check_seed(noise_seed, "noise seed")))
+        return standard_normal(check_seed(noise_seed, "noise seed"), dim)
 
-    def expression_code(self, expression: str | int | dict, intensity: float = 1.0) -> torch.Tensor:
+    def expression_code(self, expression: str | int | dict, intensity: float = 1.0) -> np.ndarray:
         """z_exp for one expression (see core.names.resolve_expression: '2_smile', 2 or 'smile'), a mix {name: weight}, or for an action-unit model a dict
         {AU name: intensity 0..5}; scaled by intensity (values past 1 extrapolate)."""
         n = self.shape_cfg.num_expressions
         mix = expression if isinstance(expression, dict) else {expression: 1.0}
-        z = torch.zeros(n)
+        z = np.zeros(n, np.float32)
         for key, weight in mix.items():
-            z[self._expression_index(key)] += float(weight)
+            z[self._expression_index(key)] += np.float32(weight)
         if self.au_model:
-            z = z / 5.0  # the AU model was trained on intensities / 5
-        return z * float(intensity)
+            z = z / np.float32(5.0)  # the AU model was trained on intensities / 5
+        return z * np.float32(intensity)
 
-    def _terms(self, expression: str | int | dict, intensity: float) -> list[tuple[torch.Tensor, float]]:
+    def _terms(self, expression: str | int | dict, intensity: float) -> list[tuple[np.ndarray, float]]:
         """(z_exp, weight) pairs whose weighted meshes (and texture crops) add up to the face at `intensity`."""
         if self.intensity_mode == "paper":
             return [(self.expression_code(expression, intensity), 1.0)]
@@ -343,24 +313,25 @@ class FaceModel:
 
     # --- generation --------------------------------------------------------------------------------------------
 
-    def _compose_textures(self, offsets: torch.Tensor) -> np.ndarray:
-        """Crop offsets (B, 3, R, R) in [-1, 1] units, added to the template over the crop window of the tile; the
+    def _compose_textures(self, offsets: np.ndarray) -> np.ndarray:
+        """Crop offsets (B, R, R, 3) in [-1, 1] units, added to the template over the crop window of the tile; the
         rest of the tile (scalp, neck, ears) is shifted by the mean offset along the crop's edge, so a skin tone far
         from the template's does not end in a seam where the crop does."""
         tile = self._template_tile
-        size = tile.shape[-1]
+        size = tile.shape[0]
         u0, u1, v0, v1 = self.crop_window
         top, bottom = round((1 - v1) * size), round((1 - v0) * size)
         left, right = round(u0 * size), round(u1 * size)
-        resized = F.interpolate(offsets, size=(bottom - top, right - left), mode="bilinear", align_corners=False)
-        edge = torch.cat([resized[..., :2, :].flatten(2), resized[..., -2:, :].flatten(2),
-                          resized[..., :, :2].flatten(2), resized[..., :, -2:].flatten(2)], dim=2).mean(2)
-        out = tile + edge[:, :, None, None]
-        out[:, :, top:bottom, left:right] = tile[:, top:bottom, left:right] + resized
-        return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        rows, cols = _bilinear_matrix(bottom - top, offsets.shape[1]), _bilinear_matrix(right - left, offsets.shape[2])
+        resized = np.einsum("yi,bijc,xj->byxc", rows, offsets, cols, optimize=True).astype(np.float32)
+        edge = np.concatenate([resized[:, :2].reshape(len(resized), -1, 3), resized[:, -2:].reshape(len(resized), -1, 3),
+                               resized[:, :, :2].reshape(len(resized), -1, 3),
+                               resized[:, :, -2:].reshape(len(resized), -1, 3)], axis=1).mean(1)
+        out = tile[None] + edge[:, None, None, :]
+        out[:, top:bottom, left:right] = tile[top:bottom, left:right] + resized
+        return np.round((np.clip(out, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8)
 
-    @torch.inference_mode()
-    def _render(self, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list]], texture: bool,
+    def _render(self, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, list]], texture: bool,
                 shape: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
         """One face per row (z_id, z_noise, style z_id or None, [(z_exp, weight), ...]): the distinct terms of all
         rows generated in one batch (a sweep's rows share two: the neutral and the expression, so a sweep costs two
@@ -372,19 +343,19 @@ class FaceModel:
             style = z_id if style is None else style
             row = []
             for z_exp, w in parts:
-                key = b"".join(t.numpy().tobytes() for t in (z_id, z_noise, style, z_exp))
+                key = b"".join(np.asarray(t, np.float32).tobytes() for t in (z_id, z_noise, style, z_exp))
                 if key not in terms:
                     terms[key] = len(codes)
                     codes.append((z_id, z_noise, style, z_exp))
                 row.append((terms[key], w))
             picks.append(row)
-        z_id, z_noise, style, z_exp = (torch.stack(c).to(self.device) for c in zip(*codes))
+        z_id, z_noise, style, z_exp = (np.stack(c).astype(np.float32) for c in zip(*codes))
         vertices = textures = None
         if shape:
-            meshes = self.shape(z_id, z_exp, z_noise[:, :self.shape_cfg.z_noise_dim], style).cpu()
-            vertices = _weighted_rows(meshes, picks).numpy()
-        if texture and self.texture is not None:
-            crops = self.texture(z_id, z_exp, z_noise[:, :self.texture_cfg.z_noise_dim]).cpu()
+            vertices = _weighted_rows(self.backend.meshes(z_id, z_exp, z_noise[:, :self.shape_cfg.z_noise_dim], style),
+                                      picks)
+        if texture and self.has_texture:
+            crops = self.backend.textures(z_id, z_exp, z_noise[:, :self.texture_cfg.z_noise_dim])
             textures = self._compose_textures(_weighted_rows(crops, picks))
         return vertices, textures
 
@@ -433,7 +404,7 @@ class FaceModel:
     def interpolate_identities(self, seed_a: int, seed_b: int, weights, expression: str | int | dict,
                                intensity: float = 1.0, noise_seed: int = 0, texture: bool = True) -> list[Face]:
         """Faces along the straight line from identity seed_a's z_id (weight 0) to seed_b's (weight 1)."""
-        t = torch.tensor([float(w) for w in weights])[:, None]
+        t = np.array([float(w) for w in weights], np.float32)[:, None]
         z_ids = (1 - t) * self.identity_code(seed_a) + t * self.identity_code(seed_b)
         z_noise, terms = self.noise_code(noise_seed), self._terms(expression, intensity)
         vertices, textures = self._render([(z, z_noise, None, terms) for z in z_ids], texture)
@@ -457,7 +428,7 @@ class FaceModel:
                       noise_seed: int = 0) -> np.ndarray | None:
         """generate()'s texture alone, (T, T, 3) uint8 (None for a shape-only model): lets a caller show the mesh
         first and the texture when it is ready."""
-        if self.texture is None:
+        if not self.has_texture:
             return None
         rows = [(self.identity_code(identity_seed), self.noise_code(noise_seed), None, self._terms(expression,
                                                                                                    intensity))]

@@ -16,6 +16,7 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 from .coordinates import metres_per_unit
+from .png_io import encode_png
 from .template import PART_COLOURS, PART_OPACITY, FaceTemplate, vertex_normals
 
 _FLOAT, _UINT32 = 5126, 5125
@@ -93,13 +94,11 @@ def face_glb(face, morph_faces=(), morph_names=(), units: str = "cm") -> bytes:
                   "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": mesh["name"]}], "meshes": [mesh],
                   "materials": materials}
     if face.texture is not None:
-        from PIL import Image
-        png = io.BytesIO()
-        Image.fromarray(face.texture).save(png, format="PNG")
+        png = encode_png(face.texture)
         while blob.tell() % 4:
             blob.write(b"\0")
-        views.append({"buffer": 0, "byteOffset": blob.tell(), "byteLength": png.getbuffer().nbytes})
-        blob.write(png.getvalue())
+        views.append({"buffer": 0, "byteOffset": blob.tell(), "byteLength": len(png)})
+        blob.write(png)
         gltf.update(images=[{"bufferView": len(views) - 1, "mimeType": "image/png"}], samplers=[{}],
                     textures=[{"source": 0, "sampler": 0}])
     while blob.tell() % 4:

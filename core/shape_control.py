@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from .intensity import INTENSITY_MODES, blend_terms  # noqa: F401 - re-exported for train/
 from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder
 
 
@@ -28,17 +29,6 @@ def expression_code(num_expressions: int, mix: dict[int, float], intensity: floa
             raise IndexError(f"expression index {index} outside [0, {num_expressions})")
         z[index] += weight
     return z * intensity
-
-
-INTENSITY_MODES = ("calibrated", "paper")
-
-
-def blend_terms(neutral: torch.Tensor, units: list[tuple[torch.Tensor, float]], intensity: float
-                ) -> list[tuple[torch.Tensor, float]]:
-    """The calibrated face as (z_exp, weight) terms: neutral + alpha * sum_j w_j (G(unit_j) - G(neutral)), i.e.
-    the neutral code weighted 1 - alpha * sum_j w_j and each unit code alpha * w_j."""
-    total = sum(w for _, w in units)
-    return [(neutral, 1.0 - intensity * total)] + [(code, intensity * w) for code, w in units]
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:

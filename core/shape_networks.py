@@ -14,66 +14,10 @@ way the decoder's output goes back through the coder, and a generated mesh alway
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ShapeNetConfig:
-    num_vertices: int
-    num_identities: int  # identity classes of the training set
-    num_expressions: int  # expression classes, or action units for an AU model
-    expression_labels: str = "classes"  # "classes" (one-hot, cross-entropy) or "au_intensities" (regression)
-    code_dim: int | None = None  # MeshCoder output size; None = all 3V coordinates
-    id_encoder: tuple[int, ...] = (1024, 512)
-    exp_encoder: tuple[int, ...] = (1024, 512)
-    decoder: tuple[int, ...] = (512, 1024)
-    id_dim: int = 100
-    exp_dim: int = 30
-    z_id_dim: int = 20
-    z_noise_dim: int = 5
-    generator: tuple[int, ...] = (128, 256)  # G_exp's hidden widths, and G_id's unless id_generator is given
-    # G_id's hidden widths (None: `generator`). G_id maps each training identity's code onto one embedding; G_exp must
-    # place 20 expressions per identity, which takes the wider network.
-    id_generator: tuple[int, ...] | None = None
-    discriminator: tuple[int, ...] = (256, 128)
-    # Not in the paper: a linear layer beside each encoder's and the decoder's MLP, added to its output. The data is
-    # close to a linear face space, which a linear path covers for people never seen; the MLP adds what is not
-    # linear (and keeps the identity embedding from following the expression).
-    linear_skip: bool = False
-    # Not in the paper: G_exp also sees the identity embedding that G_id made (standardised), beside z_id. How a person
-    # makes an expression follows from their face's shape (the data transfers each expression onto each face); from
-    # z_id alone G_exp must memorise that per training identity, from the embedding it can follow the shape.
-    expression_sees_identity: bool = False
-
-    def __post_init__(self):
-        if self.expression_labels not in ("classes", "au_intensities"):
-            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
-        for name in ("num_vertices", "num_identities", "num_expressions", "id_dim", "exp_dim", "z_id_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ShapeNetConfig.{name} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def input_dim(self) -> int:
-        return self.code_dim or 3 * self.num_vertices
-
-    @property
-    def z_exp_dim(self) -> int:
-        """One-hot over expression classes, or the AU intensity vector."""
-        return self.num_expressions
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ShapeNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"ShapeNetConfig: unknown field(s) {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+from .network_configs import ShapeNetConfig
 
 
 def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:

@@ -13,74 +13,12 @@ the template itself. One definition for training and inference; widths come from
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class TextureNetConfig:
-    num_identities: int
-    num_expressions: int
-    expression_labels: str = "classes"  # "classes" or "au_intensities", as for the shape model
-    z_id_dim: int = 20
-    z_noise_dim: int = 256
-    # the condition's scale in the generator's input: the pixel-normed noise has norm sqrt(z_noise_dim) (16), a
-    # one-hot z_exp norm 1, so at gain 1 the first layer sees the expression at 1/256 of the noise's variance and,
-    # with equalised learning rates, learns its weights 16x slower: the generator ignores it. A constant keeps z_exp
-    # linear (intensity still scales it)
-    id_gain: float = 1.0
-    exp_gain: float = 1.0
-    # add a fixed offset image per expression (or action unit), weighted by z_exp, to the generator's output: the
-    # training set's mean change of an identity's texture under that expression, measured like the template
-    # texture. Not in the paper (false in its config): the quick config's GAN does not learn the expressions'
-    # traces within its CPU budget. Linear in z_exp, so intensity, extrapolation and mixing act on it as on the shape
-    expression_templates: bool = False
-    start_resolution: int = 16
-    max_resolution: int = 512
-    # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
-    channels: tuple[int, ...] = (256, 256, 256, 256, 128, 64, 64, 64)
-
-    def __post_init__(self):
-        if not isinstance(self.expression_templates, bool):
-            raise ValueError(f"TextureNetConfig.expression_templates must be true or false, got "
-                             f"{self.expression_templates!r}")
-        if self.expression_labels not in ("classes", "au_intensities"):
-            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
-        for name in ("start_resolution", "max_resolution"):
-            r = getattr(self, name)
-            if r < 4 or r & (r - 1):
-                raise ValueError(f"TextureNetConfig.{name} must be a power of two >= 4, got {r}")
-        if self.start_resolution > self.max_resolution:
-            raise ValueError(f"start_resolution {self.start_resolution} exceeds max_resolution {self.max_resolution}")
-        if len(self.channels) != len(self.resolutions):
-            raise ValueError(f"TextureNetConfig.channels needs one width per resolution {self.resolutions} "
-                             f"({len(self.resolutions)}), got {len(self.channels)}")
-
-    @property
-    def resolutions(self) -> list[int]:
-        return [4 * 2 ** i for i in range(int(math.log2(self.max_resolution // 4)) + 1)]
-
-    @property
-    def stages(self) -> list[int]:
-        """The resolutions training passes through: start_resolution, then each doubling."""
-        return [r for r in self.resolutions if r >= self.start_resolution]
-
-    @property
-    def latent_dim(self) -> int:
-        return self.z_id_dim + self.num_expressions + self.z_noise_dim
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TextureNetConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"TextureNetConfig: unknown field(s) {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+from .network_configs import TextureNetConfig
 
 
 def pixel_norm(x: torch.Tensor) -> torch.Tensor:

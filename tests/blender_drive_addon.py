@@ -106,6 +106,12 @@ prefs.folder = model_dir
 out["load"] = call(bpy.ops.facecam.load_model)
 model = session.current()
 out["torch_loaded_after_load"] = "torch" in sys.modules
+out["backend_line"] = model.backend_line()
+try:
+    import torch  # noqa: F401  (present in the project's own venv, absent in a stock Blender's Python)
+    out["torch_installed"] = True
+except ImportError:
+    out["torch_installed"] = False
 out["expression_items"] = [i[0] for i in sys.modules[MODULE + ".properties"].expression_items(settings, None)]
 settings.expression = "2_smile"
 settings.identity_seed, settings.noise_seed, settings.intensity = 3, 1, 1.3
@@ -187,6 +193,15 @@ out["mix"] = call(bpy.ops.facecam.generate_face)
 mixed = model.generate(8, {"2_smile": 0.75, "3_mouth_stretch": 0.25}, 1.3, 1)
 out["mix_vertex_error"] = float(np.abs(mesh_co(obj) - coords.y_up_to_z_up_metres(mixed.vertices, model.units)).max())
 settings.use_mix = False
+
+# --- live update: changing a control regenerates the active face ---------------------------------------------------
+settings.live_update = True
+settings.intensity = 0.7
+live = model.generate(8, "2_smile", 0.7, 1)
+out["live_update_error"] = float(np.abs(mesh_co(obj) - coords.y_up_to_z_up_metres(live.vertices, model.units)).max())
+settings.live_update = False
+settings.intensity = 1.3
+bpy.ops.facecam.generate_face()
 base = datablocks()
 for seed in range(20):
     settings.identity_seed = 100 + seed
@@ -281,6 +296,16 @@ au_obj = bpy.context.active_object
 out["au_vertex_error"] = float(np.abs(mesh_co(au_obj) - coords.y_up_to_z_up_metres(au_face.vertices,
                                                                                    au_model.units)).max())
 bpy.ops.wm.save_as_mainfile(filepath=str(Path(out_dir) / "scene.blend"))
+
+# --- the PyTorch backend: used where torch imports, else numpy runs and the model box says why -------------------
+prefs.folder = model_dir
+prefs.backend = "torch"
+out["load_torch"] = call(bpy.ops.facecam.load_model)
+torch_model = session.current()
+out["torch_backend_line"] = torch_model.backend_line()
+out["torch_backend_error_mm"] = 10 * float(np.abs(torch_model.generate(3, "2_smile", 1.3, 1).vertices
+                                                  - model.generate(3, "2_smile", 1.3, 1).vertices).max())
+prefs.backend = "auto"
 
 # --- disable and uninstall ------------------------------------------------------------------------------------
 addon_utils.disable(MODULE, default_set=True)

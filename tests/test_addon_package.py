@@ -52,6 +52,19 @@ def test_zip_holds_manifest_addon_core_and_weights_manifest(tmp_path):
     assert [p.name for p in (tmp_path / "dist").iterdir()] == [zip_path.name]  # no temporary file left
 
 
+def test_the_default_zip_is_one_for_every_platform_with_a_pure_python_hub_client(tmp_path):
+    with zipfile.ZipFile(build(tmp_path)) as zf:
+        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+        names = set(zf.namelist())
+    wheels = [w.removeprefix("./wheels/") for w in manifest["wheels"]]
+    assert "platforms" not in manifest and all(w.endswith("-py3-none-any.whl") for w in wheels)
+    projects = {w.split("-")[0].lower() for w in wheels}
+    assert {"huggingface_hub", "pyyaml", "httpx2", "tqdm"} <= projects  # the client and what it imports
+    assert "threadpoolctl" in projects  # numpy's texture convolutions on every core
+    assert not projects & {"torch", "numpy", "hf_xet", "pillow", "safetensors"}
+    assert {f"wheels/{w}" for w in wheels} <= names
+
+
 def test_installs_enables_and_uninstalls_in_blender(tmp_path):
     zip_path = build(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"), "HOME": str(tmp_path)}
@@ -89,9 +102,15 @@ def test_bundled_wheels_are_listed_and_installed_by_blender(tmp_path):
     with zipfile.ZipFile(zip_path) as zf:
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
         names = zf.namelist()
-    assert manifest["wheels"] == ["./wheels/facecam_wheel_probe-0.1-py3-none-any.whl"]  # numpy left out
+    assert "./wheels/facecam_wheel_probe-0.1-py3-none-any.whl" in manifest["wheels"]
+    assert not any("numpy" in w for w in manifest["wheels"])  # Blender's own numpy is left alone
     assert "platforms" not in manifest  # pure Python: any platform
     assert "wheels/facecam_wheel_probe-0.1-py3-none-any.whl" in names
+    no_hub = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path / "dist_no_hub"),
+                             "--wheel-dir", str(wheels), "--no-hub"], capture_output=True, text=True, check=True)
+    with zipfile.ZipFile(no_hub.stdout.split("extension: ", 1)[1].splitlines()[0].strip()) as zf:
+        assert [w.split("-")[0] for w in tomllib.loads(zf.read("blender_manifest.toml").decode())["wheels"]] == [
+            "./wheels/facecam_wheel_probe", "./wheels/threadpoolctl"]
     script = ("import bpy, json, sys\n"
               "r = list(bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo='user_default', "
               "enable_on_install=True))\n"

@@ -13,7 +13,8 @@ from train.demo import demo_section
 
 def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     spec = tiny_config_dict()
-    spec["demo"] = {"render_resolution": 48, "render_samples": 1, "contact_sheets": True, "texture_beside_shape": True}
+    spec["demo"] = {"render_resolution": 48, "render_samples": 1, "contact_sheets": True, "texture_beside_shape": True,
+                    "max_extension_mib": 50}
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(spec))
     first = run_demo(tmp_path, config)
@@ -22,6 +23,9 @@ def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     demo = root / "demo"
     result = json.loads((demo / "result.json").read_text())
     assert [f["identity_seed"] for f in result["faces"]] == [1, 2, 3]
+    # made in Blender Pythons without torch, every version the extension claims
+    assert result["blender"] == "bpy 5.0.1 without torch" and 0 < result["extension_mib"] < 50
+    assert result["other_blenders"] == {v: "3 faces generated, swept and rendered" for v in ("4.2.23", "4.5.15")}
     assert all(len(f["keys"]) == 5 for f in result["faces"])  # basis + a 4-level sweep on each face
     for path in result["renders"]:
         image = np.asarray(Image.open(path))
@@ -57,7 +61,7 @@ def test_demo_section_is_checked():
         demo_section({"name": "x", "demo": {"render_resolution": 64}})
     with pytest.raises(ValueError, match="render_resolution must be >= 16"):
         demo_section({"name": "x", "demo": {"render_resolution": 8, "render_samples": 1, "contact_sheets": True,
-                                            "texture_beside_shape": False}})
+                                            "texture_beside_shape": False, "max_extension_mib": 0}})
 
 
 def test_a_run_older_than_its_config_or_inputs_is_set_aside_not_reused(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Preview renders of the real ICT face, the contact sheets that show them, and the atomic PNG writer."""
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -195,12 +196,12 @@ def test_failed_rendering_leaves_the_previous_sheet_intact(tmp_path):
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     path = tmp_path / "sheet.png"
 
-    def half_write(self, fp, *args, **kwargs):
-        with open(fp, "wb") as f:
-            f.write(b"\x89PNG half")
+    def half_write(self, data):  # the disk fills up part-way through the file
+        with open(self, "wb") as f:
+            f.write(data[:10])
         raise OSError("disk full")
 
-    monkeypatch.setattr(Image.Image, "save", half_write)
+    monkeypatch.setattr(Path, "write_bytes", half_write)
     with pytest.raises(OSError, match="disk full"):
         contact_sheet([[tile(1)]], path)
     assert not list(tmp_path.iterdir())
@@ -290,12 +291,12 @@ def test_write_png_atomic_refuses_bad_images_and_keeps_the_old_file(tmp_path, mo
         with pytest.raises(ValueError, match=f"{path}: a PNG image must be"):
             write_png_atomic(path, bad)
 
-    def half_write(self, fp, *args, **kwargs):
-        with open(fp, "wb") as f:
-            f.write(b"\x89PNG half")
+    def half_write(self, data):  # the disk fills up part-way through the file
+        with open(self, "wb") as f:
+            f.write(data[:10])
         raise OSError("disk full")
 
-    monkeypatch.setattr(Image.Image, "save", half_write)
+    monkeypatch.setattr(Path, "write_bytes", half_write)
     with pytest.raises(OSError, match="disk full"):
         write_png_atomic(path, tile(1))
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["a.png"]

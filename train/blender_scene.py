@@ -1,4 +1,5 @@
-"""The main job's Blender step, run by train/demo.py in a fresh bpy process (Blender as a Python module):
+"""The main job's Blender step, run by train/demo.py in a fresh bpy process (Blender as a Python module, in a venv with
+nothing else: no torch, no pillow, as a stock Blender's Python):
 
     python train/blender_scene.py EXTENSION_ZIP MODEL_FOLDER OUT_DIR RESOLUTION SAMPLES
 
@@ -14,11 +15,28 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from PIL import Image
 
 MODULE = "bl_ext.user_default.facecam"
 FACES = ((1, 1, 1.0), (2, 2, 1.2), (3, 3, 0.9))  # (identity seed, expression index, intensity)
 SWEEP_LEVELS = (0.5, 1.0, 1.5, 2.0)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """(H, W, 4) uint8, top row first, through Blender's own image loader (this Python has no pillow)."""
+    image = bpy.data.images.load(str(path))
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return np.round(pixels.reshape(height, width, 4)[::-1] * 255).astype(np.uint8)
+
+
+def write_png(path: Path, rgba: np.ndarray) -> None:
+    image = bpy.data.images.new("facecam strip", rgba.shape[1], rgba.shape[0], alpha=True)
+    image.pixels.foreach_set((rgba[::-1].astype(np.float32) / 255).ravel())
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
 
 
 def save_preview(path: Path) -> str:
@@ -65,9 +83,9 @@ def main(zip_path: str, model: str, out_dir: str, resolution: str, samples: str)
         first["facecam_intensity"] = level
         first.update_tag()
         bpy.ops.facecam.render_preview()
-        frames.append(np.asarray(Image.open(save_preview(out / "sweep_frame.png")).convert("RGBA")))
+        frames.append(read_png(Path(save_preview(out / "sweep_frame.png"))))
     strip = out / "sweep_strip.png"
-    Image.fromarray(np.concatenate(frames, axis=1)).save(strip)
+    write_png(strip, np.concatenate(frames, axis=1))
     (out / "sweep_frame.png").unlink()
     first["facecam_intensity"] = FACES[0][2]
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "faces.blend"))

@@ -38,12 +38,15 @@ class DemoConfig:
     # texture convolutions keep a core to themselves: the quick demo finishes minutes sooner. Off where one step
     # would wait for the other anyway (the paper smoke run's texture dwarfs its shape steps) or for GPUs.
     texture_beside_shape: bool
+    # the extension zip with the model inside must stay a download people take (0: no limit, for the paper model,
+    # whose decoder alone is 328 MB)
+    max_extension_mib: float
 
 
 def demo_section(cfg: dict) -> DemoConfig:
     where = f"{cfg.get('_path', cfg['name'])}: demo"
     demo = typed_section(cfg.get("demo", {"render_resolution": 384, "render_samples": 24, "contact_sheets": True,
-                                          "texture_beside_shape": False}), DemoConfig, where)
+                                          "texture_beside_shape": False, "max_extension_mib": 0}), DemoConfig, where)
     if demo.render_resolution < 16 or demo.render_samples < 1:
         raise ValueError(f"{where}: render_resolution must be >= 16 and render_samples >= 1")
     return demo
@@ -119,21 +122,51 @@ def _step(log: list, name: str, fn) -> None:
     log.append((name, how or "done", time.perf_counter() - start))
 
 
-def blender_scene(model: Path, out_dir: Path, config: str, resolution: int, samples: int) -> dict:
+# the Blender versions the extension is tested in (bpy from PyPI, each in a venv with nothing else: the Makefile's
+# BLENDER_VERSIONS, the same three); the demo's pictures come from the last
+BLENDER_VERSIONS = ("4.2.23", "4.5.15", "5.0.1")
+STOCK_BLENDER = BLENDER_VERSIONS[-1]
+
+
+def stock_blender_python(version: str = STOCK_BLENDER) -> Path:
+    """The Python of a venv with bpy and nothing else (the Makefile's .venv-blender-VERSION): a Blender as users
+    have it, without torch."""
+    python = ROOT / f".venv-blender-{version}" / "bin" / "python"
+    if not python.is_file():
+        raise SystemExit(f"{python}: missing; `make blender-venvs` creates the Blender venvs")
+    return python
+
+
+def blender_scene(model: Path, out_dir: Path, config: str, resolution: int, samples: int,
+                  max_mib: float = 0) -> dict:
     """Build the extension zip with the model inside (dist/facecam-VERSION.zip), then in a fresh Blender (bpy)
-    process with default preferences: three faces with baked sweeps, renders, a .blend."""
+    process with default preferences and no torch (the venv of stock_blender_python()): three faces with baked
+    sweeps, renders, a .blend."""
     build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", "dist", "--model", str(model)],
                            capture_output=True, text=True)
     if build.returncode != 0:
         raise SystemExit(f"building the extension failed: {build.stderr[-2000:]}")
     zip_path = str(Path(build.stdout.split("extension: ", 1)[1].splitlines()[0].strip()).resolve())
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str((output_root(config) / "blender_user").resolve())}
-    proc = subprocess.run([sys.executable, str(ROOT / "train" / "blender_scene.py"), zip_path, str(model.resolve()),
-                           str(out_dir.resolve()), str(resolution), str(samples)], env=env, capture_output=True,
-                          text=True)
-    if proc.returncode != 0 or "RESULT " not in proc.stdout:
-        raise SystemExit(f"the Blender step failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.split("RESULT ", 1)[1])
+    size_mib = Path(zip_path).stat().st_size / 2 ** 20
+    if max_mib and size_mib > max_mib:
+        raise SystemExit(f"{zip_path}: {size_mib:.1f} MiB, over the config's demo.max_extension_mib ({max_mib:g})")
+
+    def scene(version: str, folder: Path, resolution: int, samples: int) -> dict:
+        env = {**os.environ, "BLENDER_USER_RESOURCES": str((output_root(config) / f"blender_user_{version}").resolve())}
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([str(stock_blender_python(version)), str(ROOT / "train" / "blender_scene.py"), zip_path,
+                               str(model.resolve()), str(folder.resolve()), str(resolution), str(samples)], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or "RESULT " not in proc.stdout:
+            raise SystemExit(f"the Blender step failed in bpy {version}:\n{proc.stdout[-2000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.split("RESULT ", 1)[1])
+
+    result = scene(STOCK_BLENDER, out_dir, resolution, samples)
+    # the same zip in the other Blender versions it claims: the same operators, small quick renders
+    others = {v: len(scene(v, out_dir / f"bpy-{v}", 64, 2)["faces"]) for v in BLENDER_VERSIONS[:-1]}
+    return {**result, "extension_mib": round(size_mib, 1), "blender": f"bpy {STOCK_BLENDER} without torch",
+            "other_blenders": {v: f"{n} faces generated, swept and rendered" for v, n in others.items()}}
 
 
 def run_demo(config: str = "quick") -> int:
@@ -215,7 +248,8 @@ def run_demo(config: str = "quick") -> int:
             result.update(json.loads((demo / "result.json").read_text()))
             return "reused"
         demo.mkdir(parents=True, exist_ok=True)
-        result.update(blender_scene(model, demo, name, renders.render_resolution, renders.render_samples))
+        result.update(blender_scene(model, demo, name, renders.render_resolution, renders.render_samples,
+                                    renders.max_extension_mib))
         (demo / "result.json").write_text(json.dumps(result, indent=1))
     _step(log, "Blender: faces, sweeps, renders", faces_in_blender)
 

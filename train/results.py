@@ -98,6 +98,14 @@ def _demo_section(demo: Path, images: Path) -> list[str]:
     if not log.get("fresh", False):
         lines += ["", "Some steps were reused from an earlier run (see the middle column): this is not a from-scratch "
                       "time."]
+    scene = demo / "result.json"
+    if scene.is_file():
+        r = json.loads(scene.read_text())
+        if "extension_mib" in r:
+            lines += ["", f"The extension `{Path(r['extension']).name}` ({r['extension_mib']} MiB, the model inside) "
+                          f"made these pictures in {r['blender']}; "
+                      + "; ".join(f"in bpy {v} without torch: {how}" for v, how in r.get("other_blenders", {}).items())
+                      + "."]
     pictures = [p for p in ("face_1.png", "face_2.png", "face_3.png", "sweep_strip.png") if (demo / p).is_file()]
     if pictures:
         images.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,176 @@
+"""The networks' sizes as plain data (no torch): what config.json stores, what both inference backends build from,
+and the name and shape of every tensor an exported model's files must hold, so a file is checked against its
+config before anything is allocated.
+
+ShapeNetConfig sizes the shape networks (core/shape_networks.py), TextureNetConfig the texture networks
+(core/texture_networks.py); the torch modules import them from here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class ShapeNetConfig:
+    num_vertices: int
+    num_identities: int  # identity classes of the training set
+    num_expressions: int  # expression classes, or action units for an AU model
+    expression_labels: str = "classes"  # "classes" (one-hot, cross-entropy) or "au_intensities" (regression)
+    code_dim: int | None = None  # MeshCoder output size; None = all 3V coordinates
+    id_encoder: tuple[int, ...] = (1024, 512)
+    exp_encoder: tuple[int, ...] = (1024, 512)
+    decoder: tuple[int, ...] = (512, 1024)
+    id_dim: int = 100
+    exp_dim: int = 30
+    z_id_dim: int = 20
+    z_noise_dim: int = 5
+    generator: tuple[int, ...] = (128, 256)  # G_exp's hidden widths, and G_id's unless id_generator is given
+    # G_id's hidden widths (None: `generator`). G_id maps each training identity's code onto one embedding; G_exp must
+    # place 20 expressions per identity, which takes the wider network.
+    id_generator: tuple[int, ...] | None = None
+    discriminator: tuple[int, ...] = (256, 128)
+    # Not in the paper: a linear layer beside each encoder's and the decoder's MLP, added to its output. The data is
+    # close to a linear face space, which a linear path covers for people never seen; the MLP adds what is not
+    # linear (and keeps the identity embedding from following the expression).
+    linear_skip: bool = False
+    # Not in the paper: G_exp also sees the identity embedding that G_id made (standardised), beside z_id. How a person
+    # makes an expression follows from their face's shape (the data transfers each expression onto each face); from
+    # z_id alone G_exp must memorise that per training identity, from the embedding it can follow the shape.
+    expression_sees_identity: bool = False
+
+    def __post_init__(self):
+        if self.expression_labels not in ("classes", "au_intensities"):
+            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
+        for name in ("num_vertices", "num_identities", "num_expressions", "id_dim", "exp_dim", "z_id_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ShapeNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.code_dim or 3 * self.num_vertices
+
+    @property
+    def z_exp_dim(self) -> int:
+        """One-hot over expression classes, or the AU intensity vector."""
+        return self.num_expressions
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ShapeNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"ShapeNetConfig: unknown field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class TextureNetConfig:
+    num_identities: int
+    num_expressions: int
+    expression_labels: str = "classes"  # "classes" or "au_intensities", as for the shape model
+    z_id_dim: int = 20
+    z_noise_dim: int = 256
+    # the condition's scale in the generator's input: the pixel-normed noise has norm sqrt(z_noise_dim) (16), a
+    # one-hot z_exp norm 1, so at gain 1 the first layer sees the expression at 1/256 of the noise's variance and,
+    # with equalised learning rates, learns its weights 16x slower: the generator ignores it. A constant keeps z_exp
+    # linear (intensity still scales it)
+    id_gain: float = 1.0
+    exp_gain: float = 1.0
+    # add a fixed offset image per expression (or action unit), weighted by z_exp, to the generator's output: the
+    # training set's mean change of an identity's texture under that expression, measured like the template
+    # texture. Not in the paper (false in its config): the quick config's GAN does not learn the expressions'
+    # traces within its CPU budget. Linear in z_exp, so intensity, extrapolation and mixing act on it as on the shape
+    expression_templates: bool = False
+    start_resolution: int = 16
+    max_resolution: int = 512
+    # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
+    channels: tuple[int, ...] = (256, 256, 256, 256, 128, 64, 64, 64)
+
+    def __post_init__(self):
+        if not isinstance(self.expression_templates, bool):
+            raise ValueError(f"TextureNetConfig.expression_templates must be true or false, got "
+                             f"{self.expression_templates!r}")
+        if self.expression_labels not in ("classes", "au_intensities"):
+            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
+        for name in ("start_resolution", "max_resolution"):
+            r = getattr(self, name)
+            if r < 4 or r & (r - 1):
+                raise ValueError(f"TextureNetConfig.{name} must be a power of two >= 4, got {r}")
+        if self.start_resolution > self.max_resolution:
+            raise ValueError(f"start_resolution {self.start_resolution} exceeds max_resolution {self.max_resolution}")
+        if len(self.channels) != len(self.resolutions):
+            raise ValueError(f"TextureNetConfig.channels needs one width per resolution {self.resolutions} "
+                             f"({len(self.resolutions)}), got {len(self.channels)}")
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [4 * 2 ** i for i in range(int(math.log2(self.max_resolution // 4)) + 1)]
+
+    @property
+    def stages(self) -> list[int]:
+        """The resolutions training passes through: start_resolution, then each doubling."""
+        return [r for r in self.resolutions if r >= self.start_resolution]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.z_id_dim + self.num_expressions + self.z_noise_dim
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextureNetConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"TextureNetConfig: unknown field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+
+
+def _mlp_shapes(prefix: str, sizes: list[int]) -> dict[str, tuple[int, ...]]:
+    """The tensors of core.shape_networks.mlp(sizes): Linear layers at even indices of an nn.Sequential."""
+    out = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        out[f"{prefix}{2 * i}.weight"], out[f"{prefix}{2 * i}.bias"] = (b, a), (b,)
+    return out
+
+
+def shape_tensor_shapes(cfg: ShapeNetConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor shape.safetensors holds for generation: MeshDecoder's (coder, decoder), G_id's
+    ("g_id.") and G_exp's ("g_exp."), as their torch state dicts name them."""
+    d, embedding = 3 * cfg.num_vertices, cfg.id_dim + cfg.exp_dim
+    shapes = {"coder.mean": (d,), "coder.scale": (), "coder.basis": (cfg.code_dim or 0, d),
+              **_mlp_shapes("decoder.", [embedding, *cfg.decoder, cfg.input_dim])}
+    if cfg.linear_skip:
+        shapes.update({"decoder_skip.weight": (cfg.input_dim, embedding), "decoder_skip.bias": (cfg.input_dim,)})
+    id_widths = cfg.generator if cfg.id_generator is None else cfg.id_generator
+    shapes.update(_mlp_shapes("g_id.net.", [cfg.z_id_dim + cfg.z_noise_dim, *id_widths, cfg.id_dim]))
+    shapes.update({"g_id.scale.mean": (cfg.id_dim,), "g_id.scale.std": (cfg.id_dim,)})
+    extra = cfg.id_dim if cfg.expression_sees_identity else 0
+    shapes.update(_mlp_shapes("g_exp.net.", [cfg.z_id_dim + cfg.z_exp_dim + cfg.z_noise_dim + extra, *cfg.generator,
+                                             cfg.exp_dim]))
+    shapes.update({"g_exp.scale.mean": (cfg.exp_dim,), "g_exp.scale.std": (cfg.exp_dim,)})
+    if cfg.expression_sees_identity:
+        shapes.update({"g_exp.id_scale.mean": (cfg.id_dim,), "g_exp.id_scale.std": (cfg.id_dim,)})
+    return shapes
+
+
+def texture_tensor_shapes(cfg: TextureNetConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of core.texture_networks.TextureGenerator (texture.safetensors)."""
+    c = cfg.channels
+    shapes = {"dense.weight": (16 * c[0], cfg.latent_dim), "dense.bias": (16 * c[0],),
+              "conv4.weight": (c[0], c[0], 3, 3), "conv4.bias": (c[0],)}
+    for i, (a, b) in enumerate(zip(c[:-1], c[1:])):
+        shapes.update({f"blocks.{i}.conv1.weight": (b, a, 3, 3), f"blocks.{i}.conv1.bias": (b,),
+                       f"blocks.{i}.conv2.weight": (b, b, 3, 3), f"blocks.{i}.conv2.bias": (b,)})
+    for i, ch in enumerate(c):
+        shapes.update({f"to_rgb.{i}.weight": (3, ch, 1, 1), f"to_rgb.{i}.bias": (3,)})
+    if cfg.expression_templates:
+        r = cfg.max_resolution
+        shapes["expression_offsets"] = (cfg.num_expressions, 3, r, r)
+    return shapes
