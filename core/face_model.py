@@ -141,6 +141,7 @@ class FaceModel:
         self._neutral = self._neutral_code()
         self.intensity_mode = "calibrated"
         self._load(path)
+        self._backend_choice = backend
         self.backend, self.backend_note = make_backend(backend, device, self.shape_cfg, self._shape_tensors,
                                                        self.texture_cfg, self._texture_tensors)
 
@@ -173,7 +174,7 @@ class FaceModel:
         self._shape_tensors = read_tensors(path("shape.safetensors"), shape_tensor_shapes(cfg), optional=("z_id",))
         self.training_z_ids = self._shape_tensors.pop("z_id", None)
         template_path = Path(path("template.safetensors"))
-        t = read_tensors(template_path)
+        t = read_tensors(template_path, optional=(*TEMPLATE_TENSORS, "polygon_materials"))
         missing = [n for n in TEMPLATE_TENSORS if n not in t]
         if missing:
             raise ModelFormatError(f"{template_path}: missing tensor(s) {missing}", template_path)
@@ -214,11 +215,13 @@ class FaceModel:
         return f"{line} ({self.backend_note})" if self.backend_note else line
 
     def to(self, device: str, backend: str | None = None) -> "FaceModel":
-        """Run the networks on `device` ("cpu", "cuda", "cuda:1", "mps"): any device but the CPU takes the torch
-        backend. Codes are still drawn on the CPU, so seeds mean the same face everywhere."""
-        backend = backend or ("auto" if self.backend.name == "numpy" and not self.backend_note else self.backend.name)
-        self.backend, self.backend_note = make_backend(backend, device, self.shape_cfg, self._shape_tensors,
+        """Run the networks on `device` ("cpu", "cuda", "cuda:1", "mps") with `backend` (default: the one asked for
+        before): any device but the CPU takes the torch backend. Codes are still drawn on the CPU, so seeds mean
+        the same face everywhere."""
+        choice = backend or self._backend_choice
+        self.backend, self.backend_note = make_backend(choice, device, self.shape_cfg, self._shape_tensors,
                                                        self.texture_cfg, self._texture_tensors)
+        self._backend_choice = choice
         return self
 
     # --- loading ---------------------------------------------------------------------------------------------

@@ -35,9 +35,14 @@ def _damaged(path: Path, why: str) -> ModelFormatError:
     return ModelFormatError(f"{path}: cannot be loaded, {why}; re-export or re-download it", path)
 
 
+def _whole(value) -> bool:
+    return type(value) is int and value >= 0  # not bool, float or str: JSON the safetensors format never writes
+
+
 def read_header(path: Path) -> tuple[dict, int]:
-    """(the tensor entries of a safetensors header, the offset where the data starts), every entry checked to lie
-    inside the file and to be as long as its dtype and shape say."""
+    """(the tensor entries of a safetensors header, the offset where the data starts), every entry checked to be
+    as long as its dtype and shape say, and the entries to tile the data without gaps or overlaps (the format's own
+    rule: so nothing read can be larger than the file)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: missing; the model folder is incomplete (re-export or re-download it)", path)
@@ -47,43 +52,59 @@ def read_header(path: Path) -> tuple[dict, int]:
         if len(head) < 8:
             raise _damaged(path, f"truncated: {size} bytes, not even the 8-byte header length")
         length = int.from_bytes(head, "little")
-        if length > size - 8 or length > MAX_HEADER_BYTES:
+        if length > size - 8:
             raise _damaged(path, f"truncated or not a safetensors file: its header claims {length} bytes, the file "
                                  f"has {size}")
+        if length > MAX_HEADER_BYTES:
+            raise _damaged(path, f"not a safetensors file: its header claims {length} bytes, over the format's "
+                                 f"{MAX_HEADER_BYTES}")
         try:
             header = json.loads(f.read(length))
             if not isinstance(header, dict):
                 raise ValueError
         except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise _damaged(path, "not a safetensors file: its header is not safetensors JSON") from None
-    start, entries, end = 8 + length, {}, 0
+    start, entries = 8 + length, {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (begin, stop) = entry["dtype"], [int(n) for n in entry["shape"]], entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise _damaged(path, f"not a safetensors file: tensor {name!r} has no dtype, shape and data_offsets") \
-                from None
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(dtype, str) and isinstance(shape, list) and all(map(_whole, shape))
+                and isinstance(offsets, list) and len(offsets) == 2 and all(map(_whole, offsets))):
+            raise _damaged(path, f"not a safetensors file: tensor {name!r} has no dtype, shape and data_offsets")
         if dtype not in _DTYPES:
             raise ModelFormatError(f"{path}: tensor {name!r} has dtype {dtype}, which facecam does not read (expected "
                                    f"one of {', '.join(_DTYPES)})", path)
-        width = np.dtype(_DTYPES[dtype]).itemsize
-        if min(shape, default=0) < 0 or not 0 <= begin <= stop or stop - begin != math.prod(shape) * width:
-            raise _damaged(path, f"tensor {name!r}: data_offsets {[begin, stop]} do not hold a {dtype} array of "
+        begin, stop = offsets
+        if not begin <= stop or stop - begin != math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize:
+            raise _damaged(path, f"tensor {name!r}: data_offsets {offsets} do not hold a {dtype} array of "
                                  f"shape {shape}")
         entries[name] = {"dtype": dtype, "shape": tuple(shape), "offsets": (begin, stop)}
-        end = max(end, stop)
+    end = 0
+    for name, entry in sorted(entries.items(), key=lambda item: item[1]["offsets"]):
+        if entry["offsets"][0] != end:
+            raise _damaged(path, f"tensor {name!r}: data_offsets {list(entry['offsets'])} "
+                                 f"{'overlap' if entry['offsets'][0] < end else 'leave a gap after'} the tensor before")
+        end = entry["offsets"][1]
     if start + end > size:
         raise _damaged(path, f"truncated: {size} bytes where its header describes {start + end}")
     return entries, start
 
 
+FLOATS = ("F64", "F32", "F16", "BF16")
+
+
 def check_shapes(path: Path, entries: dict, expected: dict[str, tuple[int, ...]]) -> None:
-    """Every tensor `expected` names is in the header with that shape; else a ModelFormatError naming it."""
+    """Every tensor `expected` names is in the header with that shape and a floating-point dtype (they are network
+    weights); else a ModelFormatError naming it."""
     for name, shape in expected.items():
         if name not in entries:
             raise ModelFormatError(f"{path}: missing tensor {name!r}", path)
+        if entries[name]["dtype"] not in FLOATS:
+            raise ModelFormatError(f"{path}: tensor {name!r} has dtype {entries[name]['dtype']}, network weights are "
+                                   f"floating point ({', '.join(FLOATS)})", path)
         if entries[name]["shape"] != tuple(shape):
             raise ModelFormatError(f"{path}: tensor {name!r} has shape {entries[name]['shape']}, the config says "
                                    f"{tuple(shape)}", path)
@@ -92,15 +113,15 @@ def check_shapes(path: Path, entries: dict, expected: dict[str, tuple[int, ...]]
 def read_tensors(path: str | Path, expected: dict[str, tuple[int, ...]] | None = None,
                  optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The tensors of a safetensors file as numpy arrays (floating ones as float32, the others as stored): those
-    `expected` names, checked against their shapes first, plus any of `optional` present; all of them when
-    `expected` is None."""
+    `expected` names, checked against their shapes first, plus any of `optional` present; with `expected` None,
+    those of `optional` present, or all of them when `optional` is empty too."""
     path = Path(path)
     entries, start = read_header(path)
     if expected is not None:
         check_shapes(path, entries, expected)
         names = [*expected, *(n for n in optional if n in entries and n not in expected)]
     else:
-        names = list(entries)
+        names = [n for n in optional if n in entries] if optional else list(entries)
     out = {}
     with path.open("rb") as f:
         for name in names:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 
 import numpy as np
 
@@ -138,9 +139,10 @@ def act_norm_(x: np.ndarray) -> np.ndarray:
 # rows that land there, summed). Output row 2i sees upsampled rows 2i-1, 2i, 2i+1 = input rows i-1, i, i; output
 # row 2i+1 sees input rows i, i, i+1. The same for columns.
 _PHASE_TAPS = {0: ((0, (0,)), (1, (1, 2))), 1: ((1, (0, 1)), (2, (2,)))}
-_BAND_BYTES = 4 << 20
+_BAND_BYTES = 4 << 20  # the gathered taps of one band of rows: a few MB, so they stay in cache for the product
 _BIAS_COLUMNS = 16
 _WORKERS = 1  # threads the convolutions' bands are spread over; set by blas_one_thread()
+_LOCK = threading.RLock()
 _threads: dict = {}
 
 
@@ -151,31 +153,40 @@ def _pool():
     return _threads["pool"]
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity: a container's or taskset's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def blas_one_thread():
     """The convolutions' bands spread over one thread per core (up to 8), BLAS held to one thread each meanwhile.
-    numpy's own element-wise passes (the taps' gathering, LeakyReLU, pixel norm: a third of the work) run in one
-    thread however many BLAS has; spread over the bands they use every core (docs/benchmarks.md: on 2 cores a paper
-    size texture 5-10% sooner; the more cores, the larger the serial share this removes). Needs threadpoolctl, which
-    the Blender extension bundles (a single pure-Python file) to hold BLAS for these calls only; without it the bands
-    run in one thread."""
+    numpy's own element-wise passes (the taps' gathering, LeakyReLU, pixel norm: a third of the work) each run in
+    one thread however many BLAS has; spread over the bands they use every core. Needs threadpoolctl, which the
+    Blender extension bundles (a single pure-Python file) to hold BLAS for these calls only; without it the bands
+    run in one thread. One generation at a time holds the lock: a second thread's would undo the first's BLAS limit
+    on leaving."""
     global _WORKERS
-    if "controller" not in _threads:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _threads["controller"] = ThreadpoolController()
-        except Exception:  # noqa: BLE001 - absent, or unable to find the BLAS: the serial path is correct too
-            _threads["controller"] = None
-    controller = _threads["controller"]
-    if controller is None or (os.cpu_count() or 1) < 2:
-        yield
-        return
-    with controller.limit(limits=1, user_api="blas"):
-        _WORKERS = min(os.cpu_count() or 1, 8)
-        try:
+    with _LOCK:
+        if "controller" not in _threads:
+            try:
+                from threadpoolctl import ThreadpoolController
+                _threads["controller"] = ThreadpoolController()
+            except Exception:  # noqa: BLE001 - absent, or unable to find the BLAS: the serial path is correct too
+                _threads["controller"] = None
+        controller = _threads["controller"]
+        if controller is None or _cores() < 2:
             yield
-        finally:
-            _WORKERS = 1  # the gathered taps of one band of rows: a few MB, so they stay in cache for the product
+            return
+        with controller.limit(limits=1, user_api="blas"):
+            _WORKERS = min(_cores(), 8)
+            try:
+                yield
+            finally:
+                _WORKERS = 1
 
 
 def _padded(batch: int, height: int, width: int, channels: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_SIDE = 16384  # pixels: textures are at most a few thousand wide; more is a damaged or hostile file
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
 
 
@@ -79,8 +80,12 @@ def decode_png(data: bytes) -> np.ndarray:
     header, palette, idat = None, None, []
     for kind, body in _chunks(data):
         if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body[:13])
+            if len(body) != 13:
+                raise PNGError(f"its IHDR chunk holds {len(body)} bytes, not 13")
+            header = struct.unpack(">IIBBBBB", body)
         elif kind == b"PLTE":
+            if len(body) % 3:
+                raise PNGError(f"its palette holds {len(body)} bytes, not whole RGB entries")
             palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
         elif kind == b"IDAT":
             idat.append(body)
@@ -90,14 +95,17 @@ def decode_png(data: bytes) -> np.ndarray:
     if depth != 8 or colour not in _CHANNELS or interlace:
         raise PNGError(f"bit depth {depth}, colour type {colour}, interlace {interlace}: facecam reads 8-bit, "
                        f"non-interlaced grey, RGB, palette or RGBA images")
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise PNGError(f"{width}x{height} pixels: facecam reads images of 1 to {MAX_SIDE} pixels a side")
     channels = _CHANNELS[colour]
-    try:
-        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+    expected = height * (width * channels + 1)
+    try:  # never inflate more than the header's size allows (a small file can expand to gigabytes)
+        raw = np.frombuffer(zlib.decompressobj().decompress(b"".join(idat), expected + 1), np.uint8)
     except zlib.error as e:
         raise PNGError(f"its image data does not decompress ({e})") from None
-    if raw.size != height * (width * channels + 1):
-        raise PNGError(f"its image data holds {raw.size} bytes, a {width}x{height} image needs "
-                       f"{height * (width * channels + 1)}")
+    if raw.size != expected:
+        raise PNGError(f"its image data holds {'more than ' if raw.size > expected else ''}{raw.size} bytes, a "
+                       f"{width}x{height} image needs {expected}")
     pixels = _unfilter(raw, height, width * channels, channels).reshape(height, width, channels)
     if colour == 3:
         if palette is None or pixels.max() >= len(palette):

@@ -167,6 +167,8 @@ def test_device_choice(exported):
     np.testing.assert_array_equal(model.to("cpu").generate(1, 1).vertices, face.vertices)
     assert model.to("cpu", backend="torch").backend_line() == "torch on cpu"
     np.testing.assert_allclose(model.generate(1, 1).vertices, face.vertices, atol=1e-4)
+    assert model.to("cpu").backend_line() == "torch on cpu"  # the backend asked for stays until another is
+    assert model.to("cpu", backend="auto").backend_line() == "numpy on cpu"
     with pytest.raises(ValueError, match="backend 'jax': expected one of auto, numpy, torch"):
         FaceModel(exported[0], backend="jax")
     with pytest.raises(ValueError, match="device 'cuda' needs the torch backend"):

@@ -31,9 +31,11 @@ def test_safetensors_of_every_dtype_read_as_the_library_writes_them(tmp_path):
         np.testing.assert_array_equal(read[name], expected, err_msg=name)
     only = read_tensors(path, {"f32": (3, 4)}, optional=("u8", "absent"))
     assert set(only) == {"f32", "u8"}
-    with pytest.raises(ModelFormatError, match=r"all.safetensors: tensor 'i32' has shape \(2, 3\), the config says "
-                                               r"\(3, 2\)"):
-        read_tensors(path, {"i32": (3, 2)})
+    with pytest.raises(ModelFormatError, match=r"all.safetensors: tensor 'f32' has shape \(3, 4\), the config says "
+                                               r"\(4, 3\)"):
+        read_tensors(path, {"f32": (4, 3)})
+    with pytest.raises(ModelFormatError, match=r"tensor 'i32' has dtype I32, network weights are floating point"):
+        read_tensors(path, {"i32": (2, 3)})
 
 
 def test_safetensors_headers_that_lie_are_refused_before_reading(tmp_path):
@@ -51,6 +53,20 @@ def test_safetensors_headers_that_lie_are_refused_before_reading(tmp_path):
         read_header(file_with({"w": {"dtype": "F32"}}))
     with pytest.raises(ModelFormatError, match="not a safetensors file: its header is not safetensors JSON"):
         read_header(file_with([1, 2]))  # JSON, but not an object
+    for entry in ({"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]},
+                  {"dtype": "F32", "shape": [1], "data_offsets": [0.0, 4.0]},
+                  {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]},
+                  {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}, [1, 2]):
+        with pytest.raises(ModelFormatError, match="'w' has no dtype, shape and data_offsets"):
+            read_header(file_with({"w": entry}, b"0" * 4))
+    # many entries on the same bytes would read far more than the file holds
+    many = {f"w{i}": {"dtype": "U8", "shape": [1000], "data_offsets": [0, 1000]} for i in range(50)}
+    with pytest.raises(ModelFormatError, match=r"tensor 'w\d+': data_offsets \[0, 1000\] overlap the tensor before"):
+        read_header(file_with(many, b"0" * 1000))
+    gap = {"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+           "b": {"dtype": "U8", "shape": [4], "data_offsets": [8, 12]}}
+    with pytest.raises(ModelFormatError, match=r"tensor 'b': data_offsets \[8, 12\] leave a gap"):
+        read_header(file_with(gap, b"0" * 12))
 
 
 def _filtered(rows: np.ndarray, kind: int, bpp: int) -> bytes:
@@ -116,3 +132,20 @@ def test_pngs_it_cannot_read_are_described():
         decode_png(good[:-5] + b"\x00" + good[-4:])
     with pytest.raises(PNGError, match="interlace 1"):
         decode_png(_png(image, 2, 0, interlace=1))
+
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    signature, end = b"\x89PNG\r\n\x1a\n", chunk(b"IEND", b"")
+    with pytest.raises(PNGError, match="IHDR chunk holds 5 bytes"):
+        decode_png(signature + chunk(b"IHDR", b"\0" * 5) + end)
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 3, 0, 0, 0))
+    with pytest.raises(PNGError, match="palette holds 4 bytes"):
+        decode_png(signature + header + chunk(b"PLTE", b"\0" * 4) + end)
+    with pytest.raises(PNGError, match="0x4 pixels"):
+        decode_png(signature + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 4, 8, 2, 0, 0, 0)) + end)
+    # a few kilobytes that inflate to far more than a 4x4 image: refused before more than that is inflated
+    bomb = signature + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)) + chunk(
+        b"IDAT", zlib.compress(b"\0" * (64 << 20))) + end
+    assert len(bomb) < 100_000
+    with pytest.raises(PNGError, match="holds more than 53 bytes, a 4x4 image needs 52"):
+        decode_png(bomb)
