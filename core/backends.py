@@ -6,8 +6,9 @@ within 1e-3 mm and 1/255); a seed means the same face on either, since the codes
   torch   where it is installed and asked for: a GPU device ("cuda", "mps"), or backend="torch" on the CPU.
 
 "auto" (the default) is numpy on the CPU and torch on any other device. On the CPU numpy starts without importing
-torch (about 1 s of a cold start) and matches torch on meshes; torch is faster on large textures (docs/results.md:
-`python -m bench --only inference`), which backend="torch" gives where that matters.
+torch (1.3 s of torch's 1.6 s cold start in Blender), takes half torch's peak memory at paper size, and is as fast
+on the quick model's meshes; torch is faster on large textures (a 512 px paper-size one: 1.44-1.56x; docs/results.md,
+`python -m bench --only inference blender`), which backend="torch" gives where that matters.
 """
 from __future__ import annotations
 
