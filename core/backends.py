@@ -7,7 +7,7 @@ within 1e-3 mm and 1/255); a seed means the same face on either, since the codes
 
 "auto" (the default) is numpy on the CPU and torch on any other device. On the CPU numpy starts without importing
 torch (1.3 s of torch's 1.6 s cold start in Blender), takes half torch's peak memory at paper size, and is as fast
-on the quick model's meshes; torch is faster on large textures (a 512 px paper-size one: 1.44-1.56x; docs/results.md,
+on the quick model's meshes; torch is faster on large textures (a 512 px paper-size one: 1.44-1.56x over four runs; docs/results.md,
 `python -m bench --only inference blender`), which backend="torch" gives where that matters.
 """
 from __future__ import annotations
