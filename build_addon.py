@@ -39,7 +39,7 @@ HUB_REQUIREMENTS = ["huggingface_hub==2.4.0"]
 SPEED_REQUIREMENTS = ["threadpoolctl==3.8.0"]
 # compiled wheels among huggingface_hub's dependencies: built from source as pure Python, or left out
 BUILT_PURE = {"pyyaml": "PYYAML_FORCE_LIBYAML"}  # the C extension is optional: yaml falls back to pure Python
-OPTIONAL_AT_RUN_TIME = ("hf_xet",)  # huggingface_hub uses it only where it is installed
+OPTIONAL_AT_RUN_TIME = ("hf-xet",)  # huggingface_hub uses it only where it is installed
 WHEEL_CACHE = ROOT / "build" / "runtime-wheels"
 PROVIDED_BY_BLENDER = ("numpy",)  # Blender ships its own; a second copy would shadow it
 _PLATFORM_TAGS = (("manylinux", "x86_64", "linux-x64"), ("manylinux", "aarch64", "linux-arm64"),
@@ -90,7 +90,7 @@ def pure_wheels(requirements: list[str], cache: Path = WHEEL_CACHE) -> list[Path
     folder = cache / hashlib.sha256(" ".join(requirements + sorted(BUILT_PURE)).encode()).hexdigest()[:12]
     if not (folder / "COMPLETE").is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".hub-wheels.", dir=cache))
+        work = Path(tempfile.mkdtemp(prefix=".runtime-wheels.", dir=cache))
         try:
             _pip("download", "--quiet", "--only-binary=:all:", "--python-version", "3.11", "--dest", str(work),
                  *requirements)
@@ -103,7 +103,7 @@ def pure_wheels(requirements: list[str], cache: Path = WHEEL_CACHE) -> list[Path
                     version = wheel.name.split("-")[1]
                     _pip("wheel", "--quiet", "--no-deps", "--no-binary", name, "--wheel-dir", str(work),
                          f"{name}=={version}", env={**os.environ, BUILT_PURE[name]: "0"})
-                elif name.replace("-", "_") not in OPTIONAL_AT_RUN_TIME:
+                elif name not in OPTIONAL_AT_RUN_TIME:
                     raise SystemExit(f"{wheel.name}: {' '.join(requirements)} need(s) this compiled package at run "
                                      f"time; the extension bundles only pure-Python wheels")
             impure = [w.name for w in work.glob("*.whl") if not w.name.endswith("-none-any.whl")]

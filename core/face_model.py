@@ -327,9 +327,8 @@ class FaceModel:
         left, right = round(u0 * size), round(u1 * size)
         rows, cols = _bilinear_matrix(bottom - top, offsets.shape[1]), _bilinear_matrix(right - left, offsets.shape[2])
         resized = np.einsum("yi,bijc,xj->byxc", rows, offsets, cols, optimize=True).astype(np.float32)
-        edge = np.concatenate([resized[:, :2].reshape(len(resized), -1, 3), resized[:, -2:].reshape(len(resized), -1, 3),
-                               resized[:, :, :2].reshape(len(resized), -1, 3),
-                               resized[:, :, -2:].reshape(len(resized), -1, 3)], axis=1).mean(1)
+        strips = (resized[:, :2], resized[:, -2:], resized[:, :, :2], resized[:, :, -2:])  # two pixels along each edge
+        edge = np.concatenate([s.reshape(len(resized), -1, 3) for s in strips], axis=1).mean(1)
         out = tile[None] + edge[:, None, None, :]
         out[:, top:bottom, left:right] = tile[top:bottom, left:right] + resized
         return np.round((np.clip(out, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8)

@@ -152,6 +152,7 @@ def act_norm_(x: np.ndarray) -> np.ndarray:
 # rows that land there, summed). Output row 2i sees upsampled rows 2i-1, 2i, 2i+1 = input rows i-1, i, i; output
 # row 2i+1 sees input rows i, i, i+1. The same for columns.
 _PHASE_TAPS = {0: ((0, (0,)), (1, (1, 2))), 1: ((1, (0, 1)), (2, (2,)))}
+_TAPS_3X3 = [(dy, dx) for dy in range(3) for dx in range(3)]  # (row, column) offsets in the 1-padded input
 _BAND_BYTES = 4 << 20  # the gathered taps of one band of rows: a few MB, so they stay in cache for the product
 _BIAS_COLUMNS = 16
 _WORKERS = 1  # threads the convolutions' bands are spread over; set by blas_one_thread()
@@ -249,15 +250,15 @@ def _in_parallel(tasks: list, work, scratch) -> None:
     list(_pool().map(lambda part: work(part, scratch()), parts))
 
 
-def _conv3x3(buffer: np.ndarray, size: int, taps: list, weight: np.ndarray, out: np.ndarray, post) -> None:
+def _conv3x3(buffer: np.ndarray, size: int, weight: np.ndarray, out: np.ndarray, post) -> None:
     """out = post(conv(buffer) + bias) for a padded buffer (see _padded) of size x size pixels, a band of rows at a
     time: each band's taps gathered into one (pixels, 9 x C + 16) matrix times weight (9 x C + 16, C_out) in one BLAS
     call, then finished while it is in cache. `out` is the next padded buffer (written in place, its padding
     columns cleared after) or, for post=to_rgb, a (B, size, size, 3) array."""
     batch, _, row, channels = buffer.shape
     flat = buffer.reshape(batch, -1, channels)
-    shifts = [dy * row + dx for dy, dx in taps]
-    rows = _band_rows(row, channels, len(taps), size)
+    shifts = [dy * row + dx for dy, dx in _TAPS_3X3]
+    rows = _band_rows(row, channels, len(shifts), size)
     padded_out = out.shape[1:3] == buffer.shape[1:3]
     out_flat = out.reshape(batch, -1, out.shape[-1])
 
@@ -272,7 +273,7 @@ def _conv3x3(buffer: np.ndarray, size: int, taps: list, weight: np.ndarray, out:
                 out[b, y0:y0 + n // row] = post(band.reshape(-1, row, band.shape[-1])[:, :size])
 
     _in_parallel([(b, y0) for b in range(batch) for y0 in range(0, size, rows)], work,
-                 lambda: _gatherer(rows, row, len(taps), channels))
+                 lambda: _gatherer(rows, row, len(shifts), channels))
     if padded_out:  # the product's two extra columns per row landed on the padding: zero it again
         out[:, :, 0] = 0.0
         out[:, :, size + 1] = 0.0
@@ -336,11 +337,10 @@ class NumpyTextureGenerator:
             self.templates = np.ascontiguousarray(offsets.transpose(0, 2, 3, 1)).reshape(len(offsets), -1)
 
     @staticmethod
-    def _taps_weight(weight: np.ndarray, bias: np.ndarray):
-        """A 3x3 EqualConv2d (padding 1) as taps over a padded buffer and a (9 x Cin + 16, Cout) matrix with the bias
+    def _taps_weight(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """A 3x3 EqualConv2d (padding 1) as a (9 x Cin + 16, Cout) matrix over _TAPS_3X3, with the bias
         (_with_bias)."""
-        taps = [(dy, dx) for dy in range(3) for dx in range(3)]
-        return taps, _with_bias(weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0]), bias)
+        return _with_bias(weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0]), bias)
 
     def latent(self, z_id, z_exp, z_noise) -> np.ndarray:
         """core.texture_networks.latent: gains on the condition, pixel norm on the noise only."""
@@ -356,6 +356,17 @@ class NumpyTextureGenerator:
         out += self.rgb_b
         return out
 
+    def _conv_stage(self, buffer: np.ndarray, size: int, weight: np.ndarray, last: bool) -> np.ndarray:
+        """A 3x3 convolution into the next upsampling block's padded input (which starts with LeakyReLU and pixel
+        norm) or, last, through to_rgb into the (B, R, R, 3) output."""
+        if last:
+            out = np.empty((len(buffer), size, size, 3), _F32)
+            _conv3x3(buffer, size, weight, out, self._to_rgb)
+            return out
+        out, _ = _padded(len(buffer), size, size, weight.shape[1])
+        _conv3x3(buffer, size, weight, out, act_norm_)
+        return out
+
     def __call__(self, z_id, z_exp, z_noise) -> np.ndarray:
         with blas_one_thread():
             return self._forward(z_id, z_exp, z_noise)
@@ -366,24 +377,12 @@ class NumpyTextureGenerator:
         size = 4
         buffer, inner = _padded(batch, size, size, c0)
         inner[:] = act_norm_(np.ascontiguousarray(x))  # the norm is over channels: after the (B, C, 4, 4) view
-        stages = [("conv", self.first)]
-        for phases, conv in self.blocks:
-            stages += [("up", phases), ("conv", conv)]
-        for k, (kind, params) in enumerate(stages):
-            last = k == len(stages) - 1
-            if kind == "up":  # each output parity (a, b) is a 2x2 convolution of the low-res input
-                buffer_next, _ = _padded(batch, 2 * size, 2 * size, next(iter(params.values()))[1].shape[1])
-                _upsample_conv(buffer, size, params, buffer_next, act_norm_)
-                size *= 2
-            else:
-                taps, w = params
-                if last:
-                    buffer_next = np.empty((batch, size, size, 3), _F32)
-                    _conv3x3(buffer, size, taps, w, buffer_next, self._to_rgb)
-                else:  # the next stage is an upsampling block, which starts with LeakyReLU + pixel norm
-                    buffer_next, _ = _padded(batch, size, size, w.shape[1])
-                    _conv3x3(buffer, size, taps, w, buffer_next, act_norm_)
-            buffer = buffer_next
+        buffer = self._conv_stage(buffer, size, self.first, last=not self.blocks)
+        for i, (phases, conv) in enumerate(self.blocks):  # each output parity (a, b): a 2x2 conv of the low-res input
+            upsampled, _ = _padded(batch, 2 * size, 2 * size, next(iter(phases.values()))[1].shape[1])
+            _upsample_conv(buffer, size, phases, upsampled, act_norm_)
+            size *= 2
+            buffer = self._conv_stage(upsampled, size, conv, last=i == len(self.blocks) - 1)
         if self.templates is not None:
             out = buffer.reshape(batch, -1)
             out += z_exp.astype(_F32) @ self.templates

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 
-from .intensity import INTENSITY_MODES, blend_terms  # noqa: F401 - re-exported for train/
 from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder
 
 
