@@ -19,6 +19,8 @@ def trained_like(seed: int = 0, **widths) -> TextureGenerator:
         for name, p in g.named_parameters():
             if name.endswith("bias"):
                 p.normal_(0, 0.5)
+            elif name.startswith("to_rgb"):  # built as zeros (the template itself), which would hide every conv
+                p.normal_()
     return g
 
 
