@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from core.hub import WeightsError
@@ -128,5 +129,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def exit_process(code: int) -> None:
+    """Leave with `code`. A torchrun worker leaves by os._exit once main() has returned (its outputs written, closed,
+    and its process group destroyed) and its streams are flushed: gloo's threads, torn down by the interpreter's own
+    exit, aborted rank 1 of tests/test_sae.py's data-parallel run about once in ten clean-clone CI runs ("terminate
+    called without an active exception", SIGABRT), even with the barrier in train.runs.shutdown_distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
