@@ -93,13 +93,13 @@ def projection(sae_s: float, cgan_s: float, texture_s: dict[int, float], texture
         total += steps * each
     largest = max(texture_s)
     resolution = net["start_resolution"]
-    phases = [(resolution, 1)]
+    phases = [(resolution, tcfg.first_phase_epochs)]
     while resolution < net["max_resolution"]:
         resolution *= 2
-        phases.append((resolution, 2))  # fade-in and stable
+        phases.append((resolution, 2 * tcfg.epochs_per_phase))  # fade-in and stable
     per_batch = tcfg.batch_size / texture_batch
-    for res, count in phases:
-        steps = count * tcfg.epochs_per_phase * math.ceil(images / tcfg.batch_size)
+    for res, epochs in phases:
+        steps = epochs * math.ceil(images / tcfg.batch_size)
         measured = res in texture_s
         each = (texture_s[res] if measured else texture_s[largest] * (res / largest) ** 2) * per_batch
         notes = ([] if measured else [f"scaled from {largest} px"]) + (

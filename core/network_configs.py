@@ -67,6 +67,10 @@ class ShapeNetConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+# texture.json's format: 1 (no field written) before expression_maps, 2 since
+TEXTURE_FORMAT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class TextureNetConfig:
     num_identities: int
@@ -85,15 +89,24 @@ class TextureNetConfig:
     # texture. Not in the paper (false in its config): the quick config's GAN does not learn the expressions'
     # traces within its CPU budget. Linear in z_exp, so intensity, extrapolation and mixing act on it as on the shape
     expression_templates: bool = False
+    # the network generates the expressions itself: to_rgb gives, besides the identity's offset, one change map per
+    # expression (or action unit), and the output is the offset plus the z_exp-weighted sum of the maps. z_exp
+    # leaves the latent: the output is linear in it by construction (intensity scales a change, a mix adds them),
+    # and every expression of a person comes from one pass. Format version 2 and later
+    expression_maps: bool = False
+    # a learned bias per pixel and channel after each block's second convolution: UV crops of all people are aligned,
+    # so where each expression folds the skin is a place in the crop, which a bias map holds directly and a network
+    # grown from a 4x4 input must otherwise construct (version 2)
+    pixel_bias: bool = False
     start_resolution: int = 16
     max_resolution: int = 512
     # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
     channels: tuple[int, ...] = (256, 256, 256, 256, 128, 64, 64, 64)
 
     def __post_init__(self):
-        if not isinstance(self.expression_templates, bool):
-            raise ValueError(f"TextureNetConfig.expression_templates must be true or false, got "
-                             f"{self.expression_templates!r}")
+        for name in ("expression_templates", "expression_maps", "pixel_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TextureNetConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.expression_labels not in ("classes", "au_intensities"):
             raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
         for name in ("start_resolution", "max_resolution"):
@@ -117,13 +130,36 @@ class TextureNetConfig:
 
     @property
     def latent_dim(self) -> int:
-        return self.z_id_dim + self.num_expressions + self.z_noise_dim
+        return self.z_id_dim + (0 if self.expression_maps else self.num_expressions) + self.z_noise_dim
+
+    @property
+    def expression_route(self) -> str:
+        """Where the expressions' trace in the texture comes from, in words for reports."""
+        parts = (["the network's change maps"] if self.expression_maps else []) + (
+            ["measured templates"] if self.expression_templates else [])
+        return " + ".join(parts) or "z_exp in the latent (the paper)"
+
+    @property
+    def rgb_channels(self) -> int:
+        """to_rgb's outputs: the offset (3), and with expression_maps one 3-channel change map per expression."""
+        return 3 * (1 + self.num_expressions) if self.expression_maps else 3
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {"format_version": TEXTURE_FORMAT_VERSION,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TextureNetConfig":
+        """Version 1 (before expression_maps: no format_version written) and 2 load; a newer one is refused."""
+        d = dict(d)
+        version = d.pop("format_version", 1)
+        if not isinstance(version, int) or not 1 <= version <= TEXTURE_FORMAT_VERSION:
+            raise ValueError(f"TextureNetConfig: format_version {version!r} is not one this facecam reads (1 to "
+                             f"{TEXTURE_FORMAT_VERSION}); a newer facecam wrote it")
+        for name in ("expression_maps", "pixel_bias"):
+            if version == 1 and name in d:
+                raise ValueError(f"TextureNetConfig: {name} is a format_version 2 field, but the config says "
+                                 f"format_version 1")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"TextureNetConfig: unknown field(s) {sorted(unknown)}")
@@ -168,8 +204,11 @@ def texture_tensor_shapes(cfg: TextureNetConfig) -> dict[str, tuple[int, ...]]:
     for i, (a, b) in enumerate(zip(c[:-1], c[1:])):
         shapes.update({f"blocks.{i}.conv1.weight": (b, a, 3, 3), f"blocks.{i}.conv1.bias": (b,),
                        f"blocks.{i}.conv2.weight": (b, b, 3, 3), f"blocks.{i}.conv2.bias": (b,)})
+        if cfg.pixel_bias:
+            r = cfg.resolutions[i + 1]
+            shapes[f"blocks.{i}.pixel_bias"] = (1, b, r, r)
     for i, ch in enumerate(c):
-        shapes.update({f"to_rgb.{i}.weight": (3, ch, 1, 1), f"to_rgb.{i}.bias": (3,)})
+        shapes.update({f"to_rgb.{i}.weight": (cfg.rgb_channels, ch, 1, 1), f"to_rgb.{i}.bias": (cfg.rgb_channels,)})
     if cfg.expression_templates:
         r = cfg.max_resolution
         shapes["expression_offsets"] = (cfg.num_expressions, 3, r, r)

@@ -250,11 +250,13 @@ def _in_parallel(tasks: list, work, scratch) -> None:
     list(_pool().map(lambda part: work(part, scratch()), parts))
 
 
-def _conv3x3(buffer: np.ndarray, size: int, weight: np.ndarray, out: np.ndarray, post) -> None:
+def _conv3x3(buffer: np.ndarray, size: int, weight: np.ndarray, out: np.ndarray, post,
+             pixel_bias: np.ndarray | None = None) -> None:
     """out = post(conv(buffer) + bias) for a padded buffer (see _padded) of size x size pixels, a band of rows at a
     time: each band's taps gathered into one (pixels, 9 x C + 16) matrix times weight (9 x C + 16, C_out) in one BLAS
     call, then finished while it is in cache. `out` is the next padded buffer (written in place, its padding
-    columns cleared after) or, for post=to_rgb, a (B, size, size, 3) array."""
+    columns cleared after) or, for post=to_rgb, a (B, size, size, 3) array (post then also takes the image's index).
+    pixel_bias: (size x (size + 2), C_out), added to the product before post, row for row."""
     batch, _, row, channels = buffer.shape
     flat = buffer.reshape(batch, -1, channels)
     shifts = [dy * row + dx for dy, dx in _TAPS_3X3]
@@ -267,10 +269,15 @@ def _conv3x3(buffer: np.ndarray, size: int, weight: np.ndarray, out: np.ndarray,
             n = min(rows, size - y0) * row
             if padded_out:  # pixel (y, x) of the product is pixel (y + 1, x + 1) of the next buffer: flat + row + 1
                 band = out_flat[b, (y0 + 1) * row + 1:(y0 + 1) * row + 1 + n]
-                post(_gather_product(flat[b], y0 * row, n, shifts, weight, gathered, band))
+                _gather_product(flat[b], y0 * row, n, shifts, weight, gathered, band)
             else:
                 band = _gather_product(flat[b], y0 * row, n, shifts, weight, gathered)
-                out[b, y0:y0 + n // row] = post(band.reshape(-1, row, band.shape[-1])[:, :size])
+            if pixel_bias is not None:
+                band += pixel_bias[y0 * row:y0 * row + n]
+            if padded_out:
+                post(band)
+            else:
+                out[b, y0:y0 + n // row] = post(band.reshape(-1, row, band.shape[-1])[:, :size], b)
 
     _in_parallel([(b, y0) for b in range(batch) for y0 in range(0, size, rows)], work,
                  lambda: _gatherer(rows, row, len(shifts), channels))
@@ -327,10 +334,17 @@ class NumpyTextureGenerator:
                     w = np.stack([up[:, :, list(ky)].sum(2)[:, :, list(kx)].sum(2) for _, ky in rows for _, kx in cols])
                     phases[pa, pb] = (taps, _with_bias(w.transpose(0, 2, 1).reshape(-1, b),
                                                         tensors[f"blocks.{i}.conv1.bias"]))
+            pixel_bias = None
+            if cfg.pixel_bias:  # (R, R + 2, C) flat like a band of the conv's product, whose rows carry 2 pad columns
+                r = cfg.resolutions[i + 1]
+                pixel_bias = np.zeros((r, r + 2, b), _F32)
+                pixel_bias[:, :r] = tensors[f"blocks.{i}.pixel_bias"][0].transpose(1, 2, 0)
+                pixel_bias = pixel_bias.reshape(-1, b)
             self.blocks.append((phases, self._taps_weight(folded(f"blocks.{i}.conv2.weight", 9 * b),
-                                                          tensors[f"blocks.{i}.conv2.bias"])))
-        rgb = tensors[f"to_rgb.{level}.weight"][:, :, 0, 0] * _F32(1.0 / math.sqrt(c[level]))  # gain 1
-        self.rgb_w, self.rgb_b = np.ascontiguousarray(rgb.T), tensors[f"to_rgb.{level}.bias"]
+                                                          tensors[f"blocks.{i}.conv2.bias"]), pixel_bias))
+        # (rgb_channels, C): gain 1
+        self.rgb_w = tensors[f"to_rgb.{level}.weight"][:, :, 0, 0] * _F32(1.0 / math.sqrt(c[level]))
+        self.rgb_b = tensors[f"to_rgb.{level}.bias"]
         self.templates = None
         if cfg.expression_templates:  # (E, R*R*3), channels last: the weighted sum is one product into the output
             offsets = tensors["expression_offsets"]
@@ -343,28 +357,42 @@ class NumpyTextureGenerator:
         return _with_bias(weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0]), bias)
 
     def latent(self, z_id, z_exp, z_noise) -> np.ndarray:
-        """core.texture_networks.latent: gains on the condition, pixel norm on the noise only."""
-        return np.concatenate([z_id * _F32(self.cfg.id_gain), z_exp * _F32(self.cfg.exp_gain),
-                               z_noise * pixel_norm_factor(z_noise)], axis=1).astype(_F32)
+        """core.texture_networks.latent: gains on the condition, pixel norm on the noise only; z_exp not in it with
+        expression_maps."""
+        parts = [z_id * _F32(self.cfg.id_gain)] + ([] if self.cfg.expression_maps else [z_exp * _F32(self.cfg.exp_gain)])
+        return np.concatenate(parts + [z_noise * pixel_norm_factor(z_noise)], axis=1).astype(_F32)
 
-    def _to_rgb(self, x: np.ndarray) -> np.ndarray:
+    def _rgb_per_image(self, z_exp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """core.texture_inference.rgb_for_expressions: (B, C, 3) to_rgb weights and (B, 3) biases, the change
+        maps' rows weighted by each image's z_exp (expression_maps) or the one to_rgb repeated."""
+        w, b = self.rgb_w, self.rgb_b
+        if not self.cfg.expression_maps:
+            return np.broadcast_to(w.T, (len(z_exp), *w.T.shape)), np.broadcast_to(b, (len(z_exp), 3))
+        e, z = self.cfg.num_expressions, z_exp.astype(_F32)
+        weights = w[:3] + np.einsum("be,ecf->bcf", z, w[3:].reshape(e, 3, -1))
+        return np.ascontiguousarray(weights.transpose(0, 2, 1)), b[:3] + z @ b[3:].reshape(e, 3)
+
+    @staticmethod
+    def _to_rgb(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """LeakyReLU, pixel norm, 1x1 to_rgb: the norm is a per-pixel scale, applied to 3 channels instead of C."""
         leaky_relu_(x)
         scale = pixel_norm_factor(x)
-        out = x @ self.rgb_w
+        out = x @ weight
         out *= scale
-        out += self.rgb_b
+        out += bias
         return out
 
-    def _conv_stage(self, buffer: np.ndarray, size: int, weight: np.ndarray, last: bool) -> np.ndarray:
+    def _conv_stage(self, buffer: np.ndarray, size: int, weight: np.ndarray, last: bool, z_exp: np.ndarray,
+                    pixel_bias: np.ndarray | None = None) -> np.ndarray:
         """A 3x3 convolution into the next upsampling block's padded input (which starts with LeakyReLU and pixel
-        norm) or, last, through to_rgb into the (B, R, R, 3) output."""
+        norm) or, last, through each image's to_rgb into the (B, R, R, 3) output."""
         if last:
             out = np.empty((len(buffer), size, size, 3), _F32)
-            _conv3x3(buffer, size, weight, out, self._to_rgb)
+            weights, biases = self._rgb_per_image(z_exp)
+            _conv3x3(buffer, size, weight, out, lambda x, b: self._to_rgb(x, weights[b], biases[b]), pixel_bias)
             return out
         out, _ = _padded(len(buffer), size, size, weight.shape[1])
-        _conv3x3(buffer, size, weight, out, act_norm_)
+        _conv3x3(buffer, size, weight, out, act_norm_, pixel_bias)
         return out
 
     def __call__(self, z_id, z_exp, z_noise) -> np.ndarray:
@@ -377,12 +405,12 @@ class NumpyTextureGenerator:
         size = 4
         buffer, inner = _padded(batch, size, size, c0)
         inner[:] = act_norm_(np.ascontiguousarray(x))  # the norm is over channels: after the (B, C, 4, 4) view
-        buffer = self._conv_stage(buffer, size, self.first, last=not self.blocks)
-        for i, (phases, conv) in enumerate(self.blocks):  # each output parity (a, b): a 2x2 conv of the low-res input
+        buffer = self._conv_stage(buffer, size, self.first, not self.blocks, z_exp)
+        for i, (phases, conv, pixel_bias) in enumerate(self.blocks):  # each output parity: a 2x2 conv of the input
             upsampled, _ = _padded(batch, 2 * size, 2 * size, next(iter(phases.values()))[1].shape[1])
             _upsample_conv(buffer, size, phases, upsampled, act_norm_)
             size *= 2
-            buffer = self._conv_stage(upsampled, size, conv, last=i == len(self.blocks) - 1)
+            buffer = self._conv_stage(upsampled, size, conv, i == len(self.blocks) - 1, z_exp, pixel_bias)
         if self.templates is not None:
             out = buffer.reshape(batch, -1)
             out += z_exp.astype(_F32) @ self.templates

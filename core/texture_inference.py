@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .network_configs import TextureNetConfig
 from .texture_networks import EqualConv2d, TextureGenerator, latent
 
 # conv3x3(upsample(x)) at output row 2i sees input rows (i-1, i, i) through kernel rows (0, 1, 2), row 2i+1 sees
@@ -59,6 +60,19 @@ def _act_norm_(x: torch.Tensor) -> torch.Tensor:
     return x.mul_(s)
 
 
+def rgb_for_expressions(cfg: TextureNetConfig, weight: torch.Tensor, bias: torch.Tensor, z_exp: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """to_rgb's folded (rgb_channels, C) weight and bias -> per image (B, 3, C) and (B, 3): with expression_maps the
+    offset's rows plus the change maps' rows weighted by z_exp (the maps are linear in the features, so weighting
+    the 1x1 conv equals weighting its outputs, at the cost of 3 output channels instead of 3 (1 + E))."""
+    b = len(z_exp)
+    if not cfg.expression_maps:
+        return weight.expand(b, *weight.shape), bias.expand(b, *bias.shape)
+    e, z = cfg.num_expressions, z_exp.to(weight.dtype)
+    maps_w, maps_b = weight[3:].view(e, 3, -1), bias[3:].view(e, 3)
+    return weight[:3] + torch.einsum("be,ecf->bcf", z, maps_w), bias[:3] + z @ maps_b
+
+
 class FastTextureGenerator(nn.Module):
     """Inference-only twin of a TextureGenerator at one resolution (default its max_resolution). Weights are
     buffers: .to(device) moves them, nothing trains them."""
@@ -76,8 +90,10 @@ class FastTextureGenerator(nn.Module):
         for i, block in enumerate(blocks):
             tensors[f"block{i}_up_w"], tensors[f"block{i}_up_b"] = upsample_conv_weight(block.conv1), block.conv1.bias
             tensors[f"block{i}_conv_w"], tensors[f"block{i}_conv_b"] = _folded(block.conv2)
+            if cfg.pixel_bias:
+                tensors[f"block{i}_pixel_bias"] = block.pixel_bias
         w, tensors["rgb_b"] = _folded(generator.to_rgb[level])
-        tensors["rgb_w"] = w.flatten(1)  # (3, C): a 1x1 conv is a matmul over channels
+        tensors["rgb_w"] = w.flatten(1)  # (rgb_channels, C): a 1x1 conv is a matmul over channels
         for name, t in tensors.items():
             t = t.detach().clone()  # a copy: training the generator further does not change this one
             self.register_buffer(name, t.contiguous(memory_format=memory) if t.dim() == 4 else t)
@@ -103,9 +119,14 @@ class FastTextureGenerator(nn.Module):
                 x = _act_norm_(F.conv_transpose2d(_act_norm_(x), getattr(self, f"block{i}_up_w"),
                                                   getattr(self, f"block{i}_up_b"), stride=2, padding=1))
                 x = F.conv2d(x, getattr(self, f"block{i}_conv_w"), getattr(self, f"block{i}_conv_b"), padding=1)
+                if self.cfg.pixel_bias:
+                    x += getattr(self, f"block{i}_pixel_bias")
             x, s = _act_(x)  # to_rgb(x * s) = (W x) * s + b for a per-pixel s: scale 3 channels, not all C
             nhwc = lambda t: t.permute(0, 2, 3, 1)  # a view for channels_last memory: the 1x1 conv is a matmul
-            out = torch.addcmul(self.rgb_b, nhwc(x) @ self.rgb_w.T, nhwc(s))
+            weight, bias = rgb_for_expressions(self.cfg, self.rgb_w, self.rgb_b, z_exp)
+            b, h, w = x.shape[0], x.shape[2], x.shape[3]
+            out = torch.addcmul(bias[:, None], nhwc(x).reshape(b, h * w, -1) @ weight.transpose(1, 2),
+                                nhwc(s).reshape(b, h * w, 1)).view(b, h, w, 3)
             if self.templates:
                 out += (z_exp.to(out.dtype) @ self.expression_offsets).view(out.shape)
             return out.permute(0, 3, 1, 2).contiguous()

@@ -1,7 +1,8 @@
 """The texture networks of 3DFaceCAM (section 3.2): a conditional progressive GAN (Karras et al. 2018).
 
-TextureGenerator(z_id, z_exp, z_noise) -> an RGB offset from the template crop (with expression_templates, plus the
-z_exp-weighted expression offsets measured from the data), grown from start_resolution by
+TextureGenerator(z_id, z_exp, z_noise) -> an RGB offset from the template crop (with expression_maps, plus the
+z_exp-weighted change maps the network generates beside it; with expression_templates, plus the z_exp-weighted
+expression offsets measured from the data), grown from start_resolution by
 doubling up to max_resolution; a new block fades in (alpha 0 -> 1) over the old output upsampled. Pixel norm after
 every convolution, equalised learning rate (weights drawn N(0, 1), scaled by He's constant at run time), LeakyReLU
 0.2. TextureDiscriminator mirrors it (seeing each image as its mean colour and the detail around it), with a
@@ -27,8 +28,19 @@ def pixel_norm(x: torch.Tensor) -> torch.Tensor:
 
 def latent(cfg: TextureNetConfig, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
     """The generator's input. Only the noise is pixel-normed (Karras et al. normalise the whole latent): normalising
-    z_exp with it would undo intensity scaling."""
+    z_exp with it would undo intensity scaling. With expression_maps z_exp is not in it (it weights the maps)."""
+    if cfg.expression_maps:
+        return torch.cat([cfg.id_gain * z_id, pixel_norm(z_noise)], dim=1)
     return torch.cat([cfg.id_gain * z_id, cfg.exp_gain * z_exp, pixel_norm(z_noise)], dim=1)
+
+
+def weigh_maps(cfg: TextureNetConfig, rgb: torch.Tensor, z_exp: torch.Tensor) -> torch.Tensor:
+    """to_rgb's (B, 3 (1 + E), R, R) output -> (B, 3, R, R): the offset plus the change maps weighted by z_exp."""
+    if not cfg.expression_maps:
+        return rgb
+    b, _, h, w = rgb.shape
+    maps = rgb[:, 3:].reshape(b, cfg.num_expressions, 3, h, w)
+    return rgb[:, :3] + torch.einsum("be,becyx->bcyx", z_exp.to(rgb.dtype), maps)
 
 
 class EqualLinear(nn.Module):
@@ -59,15 +71,21 @@ def _act(x: torch.Tensor) -> torch.Tensor:
 
 
 class _GeneratorBlock(nn.Module):
-    """Upsample x2, then two 3x3 convolutions, each followed by LeakyReLU and pixel norm."""
+    """Upsample x2, then two 3x3 convolutions, each followed by LeakyReLU and pixel norm; with a resolution, a
+    learned bias map (1, C, R, R) after the second convolution (TextureNetConfig.pixel_bias)."""
 
-    def __init__(self, n_in: int, n_out: int):
+    def __init__(self, n_in: int, n_out: int, resolution: int | None = None):
         super().__init__()
         self.conv1, self.conv2 = EqualConv2d(n_in, n_out, 3), EqualConv2d(n_out, n_out, 3)
+        if resolution is not None:
+            self.pixel_bias = nn.Parameter(torch.zeros(1, n_out, resolution, resolution))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return pixel_norm(_act(self.conv2(pixel_norm(_act(self.conv1(x))))))
+        x = self.conv2(pixel_norm(_act(self.conv1(x))))
+        if hasattr(self, "pixel_bias"):
+            x = x + self.pixel_bias
+        return pixel_norm(_act(x))
 
 
 class TextureGenerator(nn.Module):
@@ -77,8 +95,9 @@ class TextureGenerator(nn.Module):
         c = cfg.channels
         self.dense = EqualLinear(cfg.latent_dim, 16 * c[0], gain=math.sqrt(2) / 4)
         self.conv4 = EqualConv2d(c[0], c[0], 3)
-        self.blocks = nn.ModuleList(_GeneratorBlock(a, b) for a, b in zip(c[:-1], c[1:]))
-        self.to_rgb = nn.ModuleList(EqualConv2d(ch, 3, 1, gain=1.0) for ch in c)
+        self.blocks = nn.ModuleList(_GeneratorBlock(a, b, r if cfg.pixel_bias else None)
+                                    for a, b, r in zip(c[:-1], c[1:], cfg.resolutions[1:]))
+        self.to_rgb = nn.ModuleList(EqualConv2d(ch, cfg.rgb_channels, 1, gain=1.0) for ch in c)
         for rgb in self.to_rgb:  # start as the template itself (offset 0): random offsets cost ~2x its L1 error
             nn.init.zeros_(rgb.weight)
         if cfg.expression_templates:  # measured from the data by train.texture, saved with the weights
@@ -103,6 +122,19 @@ class TextureGenerator(nn.Module):
                 resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         """(B, 3, R, R) offsets from the template at resolution R (default max); alpha < 1 blends the newest block
         in over the previous resolution's output upsampled."""
+        return self.weigh(self.to_rgb_output(z_id, z_exp, z_noise, resolution, alpha), z_exp)
+
+    def weigh(self, rgb: torch.Tensor, z_exp: torch.Tensor) -> torch.Tensor:
+        """to_rgb's output -> the (B, 3, R, R) offset for expression weights z_exp: the change maps weighed by them
+        (expression_maps), the measured templates added (expression_templates)."""
+        rgb = weigh_maps(self.cfg, rgb, z_exp)
+        templates = self.expression_offset(z_exp, rgb.shape[-1])
+        return rgb if templates is None else rgb + templates
+
+    def to_rgb_output(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
+                      resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        """(B, rgb_channels, R, R): to_rgb's output, faded in; with expression_maps the offset and every
+        expression's change map (z_exp unused), so one pass serves all of a person's expressions."""
         level = self.cfg.resolutions.index(resolution or self.cfg.max_resolution)
         x = latent(self.cfg, z_id, z_exp, z_noise)
         x = pixel_norm(_act(self.dense(x).view(len(x), -1, 4, 4)))
@@ -114,8 +146,7 @@ class TextureGenerator(nn.Module):
         if alpha < 1.0 and level > 0:
             old = F.interpolate(self.to_rgb[level - 1](previous), scale_factor=2, mode="nearest")
             rgb = old + alpha * (rgb - old)
-        templates = self.expression_offset(z_exp, rgb.shape[-1])
-        return rgb if templates is None else rgb + templates
+        return rgb
 
 
 class _DiscriminatorBlock(nn.Module):

@@ -46,8 +46,8 @@ def tiny_config_dict(**facescape) -> dict:
                      "paired_with_noise": False}},
         "texture": {
             "network": {"z_noise_dim": 16, "start_resolution": 8, "max_resolution": 16, "channels": [16, 16, 8]},
-            "train": {"epochs_per_phase": 1, "epoch_samples": 0, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,
-                      "id_weight": 1.0, "exp_weight": 1.0, "ema_beta": 0.9, "projection": False, "recon_weight": 0.0, "recon_detail_weight": 0.0,
+            "train": {"epochs_per_phase": 1, "first_phase_epochs": 1, "epoch_samples": 0, "batch_size": 4, "lr": 0.002, "gp_weight": 10.0, "drift_weight": 0.001,
+                      "id_weight": 1.0, "exp_weight": 1.0, "ema_beta": 0.9, "projection": False, "recon_weight": 0.0, "recon_detail_weight": 0.0, "pair_weight": 0.0,
                       "seed": 0}}}
 
 

@@ -33,7 +33,7 @@ def test_the_smoke_config_is_the_paper_config_with_only_sizes_changed():
     sizes = {("data", "facescape", "num_identities"), ("data", "facescape", "split"),
              ("data", "bp4d", "num_identities"), ("data", "bp4d", "frames_per_task"), ("data", "bp4d", "split"),
              ("shape", "sae", "epochs"), ("shape", "sae", "batch_size"), ("shape", "cgan", "epochs"),
-             ("shape", "cgan", "batch_size"), ("texture", "train", "epochs_per_phase"),
+             ("shape", "cgan", "batch_size"), ("texture", "train", "epochs_per_phase"), ("texture", "train", "first_phase_epochs"),
              ("texture", "train", "epoch_samples"), ("texture", "train", "batch_size"),
              ("demo", "render_resolution"), ("demo", "render_samples"), ("demo", "contact_sheets")}
 

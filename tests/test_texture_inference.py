@@ -8,6 +8,7 @@ from core.texture_networks import EqualConv2d, TextureGenerator, TextureNetConfi
 
 PAPER_LIKE = dict(max_resolution=128, channels=(256, 256, 256, 256, 128, 64))  # the paper's widths, cut at 128 px
 QUICK = dict(max_resolution=64, channels=(64, 64, 64, 48, 32))
+MAPS = dict(max_resolution=32, channels=(32, 32, 24, 16), expression_maps=True, pixel_bias=True)  # version 2
 
 
 def trained_like(seed: int = 0, **widths) -> TextureGenerator:
@@ -36,7 +37,7 @@ def assert_same(fast: torch.Tensor, plain: torch.Tensor):
     assert float((fast - plain).abs().max()) <= 1e-4 * max(1.0, float(plain.abs().max()))
 
 
-@pytest.mark.parametrize("widths", [PAPER_LIKE, QUICK], ids=["paper-like", "quick"])
+@pytest.mark.parametrize("widths", [PAPER_LIKE, QUICK, MAPS], ids=["paper-like", "quick", "expression-maps"])
 @pytest.mark.parametrize("intensity", [1.0, 0.35])
 def test_fast_path_equals_the_plain_generator(widths, intensity):
     g = trained_like(**widths)
@@ -104,3 +105,25 @@ def test_the_generator_is_left_untouched_and_the_copy_is_frozen():
     g.load_state_dict(before)
     with torch.no_grad():
         assert_same(fast(*z), g(*z))
+
+
+def test_expression_maps_are_linear_in_z_exp_and_match_numpy():
+    """With expression_maps the output is the offset plus the z_exp-weighted change maps: linear in z_exp (a mix is
+    the weighted sum of its parts, intensity 2 doubles the change), the same in the torch and numpy generators."""
+    import numpy as np
+    from core.numpy_networks import NumpyTextureGenerator
+    g = trained_like(seed=3, **MAPS)
+    z_id, _, noise = latents(1)
+    one, two = torch.eye(20)[[4]], torch.eye(20)[[9]]
+    with torch.no_grad():
+        base = g(z_id, torch.zeros(1, 20), noise)
+        change = lambda z: g(z_id, z, noise) - base
+        assert float(change(one).abs().max()) > 0.1
+        torch.testing.assert_close(change(0.3 * one + 0.7 * two), 0.3 * change(one) + 0.7 * change(two),
+                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(change(2 * one), 2 * change(one), rtol=1e-4, atol=1e-4)
+        mixed = 0.3 * one + 1.4 * two
+        plain = g(z_id, mixed, noise)
+    tensors = {k: v.numpy() for k, v in g.state_dict().items()}
+    out = NumpyTextureGenerator(g.cfg, tensors)(z_id.numpy(), mixed.numpy(), noise.numpy())
+    assert_same(torch.from_numpy(out).permute(0, 3, 1, 2), plain)

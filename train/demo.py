@@ -24,6 +24,7 @@ from train.data.cli import output_root, set_dir
 from train.data.sheets import bp4d_sheet, facescape_sheet, sweep_sheet, transfer_sheet
 from train.data.synthetic_sets import SyntheticBP4D, SyntheticFaceScape, build_set
 from train.runs import set_aside_if_stale
+from train.texture import WIDEN_TO, WIDEN_WHEN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +79,12 @@ def _train(config: str, args: list[str], run: Path, finished: str, inputs=()) ->
     return "resumed" if resume else "trained"
 
 
+def widen_signal(run: Path) -> Path:
+    """The file whose existence tells a run started beside the shape steps that they are done (train/texture.py
+    then takes every core)."""
+    return run.parent / f"{run.name}.shape-done"
+
+
 def _start_beside(config: str, args: list[str], run: Path, finished: str, output: Path
                   ) -> tuple[subprocess.Popen | None, str]:
     """`python -m train ARGS` as _train runs it, but in a child process with one thread, its output in `output`;
@@ -85,12 +92,15 @@ def _start_beside(config: str, args: list[str], run: Path, finished: str, output
     set_aside_if_stale(run, config)
     if (run / finished).is_file():
         return None, "reused"
+    widen_signal(run).unlink(missing_ok=True)
     resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "train", *args, "--config", config, "--out", str(run), *resume],
                                 stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                     WIDEN_WHEN: str(widen_signal(run).resolve()),
+                                     WIDEN_TO: str(torch.get_num_threads())})
     return proc, "resumed" if resume else "trained"
 
 
@@ -216,6 +226,8 @@ def run_demo(config: str = "quick") -> int:
         raise
     finally:
         torch.set_num_threads(threads)
+    if texture_job is not None:  # the shape steps are done: the texture run may take every core
+        widen_signal(texture).touch()
 
     def texture_step():
         if not renders.texture_beside_shape:

@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from core.atomic import write_png_atomic, write_text_atomic
@@ -28,6 +28,8 @@ from train.evaluate import fit_linear_classifier
 from train.evaluate_intensity import NEUTRAL
 from train.data.crops import crop_rows, identity_rows
 from train.texture import downsample, images_per_batch, image_grid, to_uint8, to_unit_range
+from train.texture_change import changes_from_neutral, crispness, paired_change
+from train.texture_swd import swd_per_level
 
 
 def load_texture_generator(run: Path) -> tuple[TextureGenerator, torch.Tensor]:
@@ -37,81 +39,6 @@ def load_texture_generator(run: Path) -> tuple[TextureGenerator, torch.Tensor]:
     from PIL import Image
     template = to_unit_range(np.asarray(Image.open(run / "template_crop.png").convert("RGB")))[None]
     return g.eval(), downsample(template, g.cfg.max_resolution)
-
-
-# --- sliced Wasserstein distance on Laplacian pyramids -------------------------------------------------------
-
-def _blur_down(x: torch.Tensor) -> torch.Tensor:
-    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
-    k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k2, groups=x.shape[1])[..., ::2, ::2]
-
-
-def laplacian_pyramid(x: torch.Tensor, min_resolution: int = 16) -> list[torch.Tensor]:
-    levels = []
-    while x.shape[-1] > min_resolution:
-        down = _blur_down(x)
-        levels.append(x - F.interpolate(down, scale_factor=2, mode="bilinear", align_corners=False))
-        x = down
-    return levels + [x]
-
-
-def _patches(level: torch.Tensor, per_image: int, g: torch.Generator) -> torch.Tensor:
-    n, c, h, w = level.shape
-    ys = torch.randint(0, h - 6, (n, per_image), generator=g)
-    xs = torch.randint(0, w - 6, (n, per_image), generator=g)
-    off = torch.arange(7)
-    rows = (ys[..., None, None] + off[:, None]).expand(n, per_image, 7, 7)
-    cols = (xs[..., None, None] + off[None, :]).expand(n, per_image, 7, 7)
-    batch = torch.arange(n)[:, None, None, None].expand_as(rows)
-    return level.permute(0, 2, 3, 1)[batch, rows, cols].reshape(n * per_image, -1)
-
-
-def _normalise(desc: torch.Tensor) -> torch.Tensor:
-    d = desc.view(len(desc), 7 * 7, -1)
-    d = (d - d.mean((0, 1))) / d.std((0, 1)).clamp_min(1e-8)  # per colour channel, as in the official code
-    return d.reshape(len(desc), -1)
-
-
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, g: torch.Generator, directions: int = 512,
-                       repeats: int = 4) -> float:
-    n = min(len(a), len(b))
-    a, b = a[:n], b[:n]
-    total = 0.0
-    for _ in range(repeats):
-        d = torch.randn(a.shape[1], directions, generator=g)
-        d /= d.norm(dim=0, keepdim=True)
-        # numpy's sort: three times torch's on a CPU for these (descriptors x directions) columns
-        pa, pb = np.sort((a @ d).numpy(), axis=0), np.sort((b @ d).numpy(), axis=0)
-        total += float(np.abs(pa - pb).mean())
-    return total / repeats
-
-
-SWD_DESCRIPTORS = 2 ** 14  # 7x7 patches per pyramid level and side at most (Karras et al. use 2^21 on a GPU)
-SWD_DESCRIPTORS_PER_IMAGE = 128  # as Karras et al.'s code draws: a few dozen images give fewer, not overlapping, patches
-
-
-def _descriptors(level: torch.Tensor, count: int, g: torch.Generator) -> torch.Tensor:
-    """`count` random 7x7 patches of a pyramid level, spread evenly over its images."""
-    per_image = -(-count // len(level))
-    patches = _patches(level, per_image, g)
-    return patches[torch.randperm(len(patches), generator=g)[:count]]
-
-
-def swd_per_level(x: torch.Tensor, y: torch.Tensor, seed: int = 0, descriptors: int = SWD_DESCRIPTORS
-                  ) -> dict[int, float]:
-    """{level resolution: SWD x 1e3} between image batches (N, 3, R, R) in [-1, 1]. Both sides get the same number
-    of descriptors whatever their image counts (the distance's sampling bias depends on it), so rows measured on
-    4,000 generated and on 1,000 held-out textures compare; it also bounds the cost (sorting 2^18 descriptors'
-    projections on 2,048 directions per level took minutes at 4,000 images). At most 128 per image of the smaller
-    batch: a batch of 40 gives 5,120 rather than 410 overlapping patches per image."""
-    g = torch.Generator().manual_seed(seed)
-    descriptors = min(descriptors, SWD_DESCRIPTORS_PER_IMAGE * min(len(x), len(y)))
-    out = {}
-    for lx, ly in zip(laplacian_pyramid(x), laplacian_pyramid(y)):
-        out[lx.shape[-1]] = 1e3 * sliced_wasserstein(_normalise(_descriptors(lx, descriptors, g)),
-                                                     _normalise(_descriptors(ly, descriptors, g)), g)
-    return out
 
 
 # --- classifiers trained on real textures ---------------------------------------------------------------------
@@ -176,65 +103,169 @@ def _real(stored, data_cfg, split: str | tuple[str, ...], resolution: int, limit
 
 
 @torch.no_grad()
-def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, noise: torch.Tensor | None = None,
-                      batch: int | None = None) -> torch.Tensor:
+def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, noise: torch.Tensor,
+                      batch: int | None = None, templates: bool = True) -> torch.Tensor:
+    """template + the generator's output for each row; templates=False leaves the expression templates out (what
+    the network itself generates)."""
     if batch is None:
         batch = images_per_batch(g.cfg.max_resolution)
-    if noise is None:
-        noise = torch.randn(len(z_id), g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(0))
-    return torch.cat([template + g(z_id[i:i + batch], z_exp[i:i + batch], noise[i:i + batch])
-                      for i in range(0, len(z_id), batch)])
+    out = []
+    for i in range(0, len(z_id), batch):
+        rows = slice(i, i + batch)
+        x = template + g(z_id[rows], z_exp[rows], noise[rows])
+        offsets = None if templates else g.expression_offset(z_exp[rows], x.shape[-1])
+        out.append(x if offsets is None else x - offsets)
+    return torch.cat(out)
 
 
-def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Path, config: str) -> dict:
+def people_in_every_expression(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, seed: int,
+                               templates: bool = True) -> torch.Tensor:
+    """(N, E, 3, R, R): each z_id in every expression at intensity 1, one noise draw per person (as a face's
+    textures share it)."""
+    n, n_exp = len(z_ids), g.cfg.num_expressions
+    noise = torch.randn(n, g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(seed))
+    x = generate_textures(g, template, z_ids.repeat_interleave(n_exp, 0), torch.eye(n_exp).repeat(n, 1),
+                          noise.repeat_interleave(n_exp, 0), templates=templates)
+    return x.view(n, n_exp, *x.shape[1:])
+
+
+NEW_IDENTITIES = 50  # sampled z_id evaluated beside the training ones
+
+
+def texture_bars(r: dict) -> list[dict]:
+    """Every bar with its measured value, its limit and whether it is met."""
+    bars = []
+
+    def bar(name, value, limit, ok):
+        bars.append({"bar": name, "value": round(float(value), 4), "limit": limit, "met": bool(ok)})
+
+    for level, generated in r["swd_generated_vs_train"].items():
+        real = r["swd_heldout_real_vs_train"][level]
+        bar(f"SWD x 1e3 at {level} px, generated vs training", generated, f"<= 2 x held-out real ({2 * real:.1f})",
+            generated <= 2 * real)
+    bar("skin-tone bin accuracy", r["skin_tone_accuracy"], ">= 0.90", r["skin_tone_accuracy"] >= 0.90)
+    bar("identity consistency across expressions", r["identity_consistency"], ">= 0.90",
+        r["identity_consistency"] >= 0.90)
+    reference = r["identity_accuracy_real_heldout_views"]
+    bar("identity accuracy, training z_id (held-out views)", r["identity_accuracy"],
+        f">= real held-out views - 0.10 ({reference - 0.10:.3f})", r["identity_accuracy"] >= reference - 0.10)
+    bar("expression accuracy of the network alone", r["expression_accuracy_network"], ">= 0.90",
+        r["expression_accuracy_network"] >= 0.90)
+    if "paired_change" in r:
+        pc = r["paired_change"]
+        bar("paired change correlation", pc["generated"]["mean"],
+            f">= mean change + 0.10 ({pc['mean_change']['mean'] + 0.10:.3f})",
+            pc["generated"]["mean"] >= pc["mean_change"]["mean"] + 0.10)
+        cr = r["crispness"]
+        bar("crispness: change SWD x 1e3 at the finest level", cr["generated"]["mean"],
+            f"<= half the mean change's ({cr['mean_change']['mean'] / 2:.1f})",
+            cr["generated"]["mean"] <= cr["mean_change"]["mean"] / 2)
+    return bars
+
+
+def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Path, config: str,
+                     new_identity_codes: torch.Tensor | None = None) -> dict:
+    """new_identity_codes: sampled z_id to evaluate beside the training ones (None: training identities only)."""
     g, template = load_texture_generator(run)
     res, n_exp = g.cfg.max_resolution, g.cfg.num_expressions
+    names = list(stored.expression_names)
+    neutral = names.index(NEUTRAL) if NEUTRAL in names else None
     limit = identities_within_budget(res, n_exp)
     train_x, train_person, train_exp = _real(stored, source.cfg, "train", res, limit)
     # the texture model trains on neither validation nor test identities
     held_x, held_person, held_exp = _real(stored, source.cfg, ("val", "test"), res, limit)
     z_ids = z_ids[:limit]  # the same training identities as train_x
     n_ids = len(z_ids)
-    fake = generate_textures(g, template, z_ids.repeat_interleave(n_exp, 0), torch.eye(n_exp).repeat(n_ids, 1))
+    people = people_in_every_expression(g, template, z_ids, seed=0)
+    fake = people.flatten(0, 1)
     fake_exp = torch.arange(n_exp).repeat(n_ids)
+    network_alone = (fake if not g.cfg.expression_templates
+                     else people_in_every_expression(g, template, z_ids, seed=0, templates=False).flatten(0, 1))
 
     exp_clf = RealTextureClassifier(train_x, train_exp)
     bins = lambda persons: torch.tensor([source.skin(int(p)).skin_tone_bin for p in persons])
     tone_clf = MeanColourClassifier(train_x, bins(train_person))
     tone_pixels = RealTextureClassifier(train_x, bins(train_person))
     id_labels = torch.from_numpy(np.searchsorted(stored.splits["train"], train_person.numpy()))
-    id_clf = RealTextureClassifier(train_x, id_labels)
+    # identity: a classifier trained on half of each training identity's expressions (its "views"), scored on the
+    # other half, real and generated alike
+    seen = train_exp % 2 == 0
+    id_clf = RealTextureClassifier(train_x[seen], id_labels[seen])
     id_pred = id_clf.predict(fake).reshape(n_ids, n_exp)
+    unseen_views = torch.arange(n_exp) % 2 == 1
     mode = torch.mode(id_pred, dim=1).values
     train_tone = bins(stored.splits["train"]).repeat_interleave(n_exp)
     results = {
         "config": config,
         "resolution": res,
+        "expression_route": g.cfg.expression_route,
         "identities_evaluated": n_ids,  # training identities (and at most as many held-out ones)
         "swd_generated_vs_train": swd_per_level(fake, train_x[:len(fake)]),
         "swd_heldout_real_vs_train": swd_per_level(held_x, train_x[:len(held_x)]),
         "expression_accuracy": float((exp_clf.predict(fake) == fake_exp).float().mean()),
+        "expression_accuracy_network": float((exp_clf.predict(network_alone) == fake_exp).float().mean()),
         "expression_accuracy_real_heldout": float((exp_clf.predict(held_x) == held_exp).float().mean()),
         "skin_tone_accuracy": float((tone_clf.predict(fake) == train_tone).float().mean()),
         "skin_tone_accuracy_real_heldout": float((tone_clf.predict(held_x) == bins(held_person)).float().mean()),
         "skin_tone_accuracy_pixels": float((tone_pixels.predict(fake) == train_tone).float().mean()),
         "skin_tone_accuracy_pixels_real_heldout": float((tone_pixels.predict(held_x) == bins(held_person)).float()
                                                          .mean()),
-        "identity_accuracy": float((id_pred == torch.arange(n_ids)[:, None]).float().mean()),
+        "identity_accuracy": float((id_pred == torch.arange(n_ids)[:, None])[:, unseen_views].float().mean()),
+        "identity_accuracy_real_heldout_views": float((id_clf.predict(train_x[~seen]) == id_labels[~seen]).float()
+                                                      .mean()),
         "identity_consistency": float((id_pred == mode[:, None]).float().mean()),
     }
-    if g.cfg.expression_templates:  # what the GAN's own output carries, apart from the measured templates
-        with torch.no_grad():
-            own = fake - g.expression_offset(torch.eye(n_exp).repeat(n_ids, 1), res)
-        results["expression_accuracy_without_templates"] = float((exp_clf.predict(own) == fake_exp).float().mean())
+    if g.cfg.expression_templates:  # the template texture plus each expression's template alone
         results["expression_accuracy_templates_alone"] = float((exp_clf.predict(
             template + g.expression_offset(torch.eye(n_exp), res)) == torch.arange(n_exp)).float().mean())
+    if neutral is not None:
+        real_changes = changes_from_neutral(train_x.view(n_ids, n_exp, *train_x.shape[1:]), neutral)
+        generated_changes = changes_from_neutral(people, neutral)
+        results["changed_expressions"] = [name for name in names if name != NEUTRAL]
+        results["paired_change"] = paired_change(generated_changes, real_changes)
+        results["crispness"] = crispness(generated_changes, real_changes)
+    if new_identity_codes is not None:  # as many as the training identities evaluated, at most
+        results["new_identities"] = _new_identities(g, template, new_identity_codes[:n_ids], train_x, exp_clf, id_clf)
+    results["bars"] = texture_bars(results)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_png_atomic(out_dir / "texture_grid.png", intensity_grid(
-        g, template, z_ids, list(stored.expression_names).index(NEUTRAL)))
+    write_png_atomic(out_dir / "texture_grid.png", intensity_grid(g, template, z_ids, neutral or 0))
+    if neutral is not None:
+        write_png_atomic(out_dir / "texture_wrinkles.png", wrinkle_grid(people, train_x.view(people.shape),
+                                                                         neutral, names))
     write_text_atomic(out_dir / "texture_report.json", json.dumps(results, indent=1))
     write_text_atomic(out_dir / "texture_report.md", report_markdown(results))
     return results
+
+
+def _new_identities(g, template, z_new: torch.Tensor, train_x, exp_clf, id_clf) -> dict:
+    """Sampled z_id: realism against the training textures, the network's expressions, and whether one person
+    stays one person (the same nearest training identity across expressions)."""
+    n_exp = g.cfg.num_expressions
+    people = people_in_every_expression(g, template, z_new, seed=1)
+    fake = people.flatten(0, 1)
+    pred = id_clf.predict(fake).view(len(z_new), n_exp)
+    out = {"count": len(z_new),
+           "swd_generated_vs_train": swd_per_level(fake, train_x[:len(fake)]),
+           "expression_accuracy_network": float((exp_clf.predict(
+               fake if not g.cfg.expression_templates else people_in_every_expression(
+                   g, template, z_new, seed=1, templates=False).flatten(0, 1)) == torch.arange(n_exp).repeat(
+               len(z_new))).float().mean()),
+           "identity_consistency": float((pred == torch.mode(pred, dim=1).values[:, None]).float().mean())}
+    return out
+
+
+def wrinkle_grid(generated: torch.Tensor, real: torch.Tensor, neutral: int, names: list[str], people: int = 3,
+                 gain: float = 4.0) -> np.ndarray:
+    """One expression (the one whose real change is largest) on `people` training identities, a row each:
+    real texture, generated texture, real change and generated change (mid grey = no change, x gain)."""
+    strength = (real - real[:, neutral:neutral + 1]).abs().mean(dim=(0, 2, 3, 4))
+    e = int(strength.argmax())
+    rows = []
+    for k in range(min(people, len(generated))):
+        real_change = real[k, e] - real[k, neutral]
+        generated_change = generated[k, e] - generated[k, neutral]
+        rows += [real[k, e], generated[k, e], (gain * real_change).clamp(-1, 1), (gain * generated_change).clamp(-1, 1)]
+    return image_grid(to_uint8(torch.stack(rows)), (len(rows) // 4, 4), cell=generated.shape[-1])
 
 
 def intensity_grid(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, neutral: int,
@@ -254,31 +285,79 @@ def intensity_grid(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Ten
     return image_grid(to_uint8(torch.cat(rows)), (len(rows), len(exps)))
 
 
+def _swd_rows(r: dict, levels) -> list[str]:
+    rows = [("generated vs training (training z_id)", r["swd_generated_vs_train"])]
+    if "new_identities" in r:
+        rows.append((f"generated vs training ({r['new_identities']['count']} new z_id)",
+                     r["new_identities"]["swd_generated_vs_train"]))
+    rows.append(("held-out real vs training", r["swd_heldout_real_vs_train"]))
+    return [f"| {name} | " + " | ".join(f"{values[lv]:.1f}" for lv in levels) + " |" for name, values in rows]
+
+
+def _change_rows(r: dict) -> list[str]:
+    if "paired_change" not in r:
+        return []
+    names = [n.split("_", 1)[-1] for n in r["changed_expressions"]]
+    pc, cr = r["paired_change"], r["crispness"]
+    table = lambda rows: ["| | mean | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)] + [
+        f"| {label} | {row['mean']:.3f} | " + " | ".join(f"{v:.2f}" for v in row["per_expression"]) + " |"
+        for label, row in rows]
+    return ["", "## Each person's own expression change (training identities)", "",
+            "Pearson correlation of a change (an expression's texture minus the same person's neutral) with that "
+            "person's real change; higher is better:", "",
+            *table([("generated", pc["generated"]), ("mean change (what the templates reach)", pc["mean_change"]),
+                    ("another person's real change", pc["other_person"])]), "",
+            "Crispness: SWD x 1e3 between change maps and the real ones at the finest pyramid level; lower is better:",
+            "", *table([("generated", cr["generated"]), ("mean change", cr["mean_change"])])]
+
+
 def report_markdown(r: dict) -> str:
     levels = list(r["swd_generated_vs_train"])
+    bars = r.get("bars", [])
+    missed = [b for b in bars if not b["met"]]
+    new = r.get("new_identities")
     lines = ["# Texture model evaluation", "", f"Command: `python -m train evaluate-texture --config {r['config']}`.", "",
-             f"On the first {r.get('identities_evaluated', '?')} training identities' textures and as many held-out "
-             f"ones at most.", "",
-             f"## Realism: sliced Wasserstein distance x 1e3 per Laplacian pyramid level ({r['resolution']} px "
+             f"Expressions from: {r.get('expression_route', 'measured templates')}. On the first "
+             f"{r.get('identities_evaluated', '?')} training identities' textures and as many held-out ones at most.",
+             "", "## Bars", "",
+             (f"**{len(missed)} of {len(bars)} bars MISSED.**" if missed else f"All {len(bars)} bars met."), "",
+             "| bar | measured | limit | |", "|---|---|---|---|",
+             *[f"| {b['bar']} | {b['value']:.3f} | {b['limit']} | {'met' if b['met'] else '**MISSED**'} |"
+               for b in bars],
+             "", f"## Realism: sliced Wasserstein distance x 1e3 per Laplacian pyramid level ({r['resolution']} px "
              f"crops; lower is better)", "",
              "| | " + " | ".join(f"{lv} px" for lv in levels) + " |", "|---|" + "---|" * len(levels),
-             "| generated vs training | " + " | ".join(f"{r['swd_generated_vs_train'][lv]:.1f}" for lv in levels) + " |",
-             "| held-out real vs training | " + " | ".join(f"{r['swd_heldout_real_vs_train'][lv]:.1f}"
-                                                        for lv in levels) + " |",
+             *_swd_rows(r, levels),
              "", "## Control (classifiers trained on real training textures)", "",
-             f"- expression accuracy of generated textures: {r['expression_accuracy']:.3f} (real held-out: "
-             f"{r['expression_accuracy_real_heldout']:.3f})",
-             *([f"- with expression templates: the generator's output without them "
-                f"{r['expression_accuracy_without_templates']:.3f}; the template texture plus each expression's "
-                f"template alone {r['expression_accuracy_templates_alone']:.3f}"]
-               if "expression_accuracy_without_templates" in r else []),
+             f"- expression accuracy of generated textures: {r['expression_accuracy']:.3f}; of what the network "
+             f"itself generates (without expression templates): {r['expression_accuracy_network']:.3f} (real "
+             f"held-out: {r['expression_accuracy_real_heldout']:.3f})"
+             + (f"; new z_id: {new['expression_accuracy_network']:.3f}" if new else ""),
+             *([f"- the template texture plus each expression's template alone: "
+                f"{r['expression_accuracy_templates_alone']:.3f}"] if "expression_accuracy_templates_alone" in r else []),
              f"- skin-tone bin accuracy (linear classifier on the mean colour): {r['skin_tone_accuracy']:.3f} (real "
              f"held-out: {r['skin_tone_accuracy_real_heldout']:.3f}); under the pixel classifier: "
              f"{r['skin_tone_accuracy_pixels']:.3f} (real held-out: {r['skin_tone_accuracy_pixels_real_heldout']:.3f})",
-             f"- identity accuracy: {r['identity_accuracy']:.3f}; identity consistency across expressions: "
-             f"{r['identity_consistency']:.3f}", "",
+             f"- identity accuracy on the views (expressions) the identity classifier did not see: "
+             f"{r['identity_accuracy']:.3f} (real textures of those views: "
+             f"{r['identity_accuracy_real_heldout_views']:.3f}); identity consistency across expressions: "
+             f"{r['identity_consistency']:.3f}" + (f" (new z_id, same nearest training identity: "
+                                                   f"{new['identity_consistency']:.3f})" if new else ""),
+             *_change_rows(r), "",
              "![identities x expressions at intensity 0.5, 1, 1.5](texture_grid.png)", ""]
+    if "paired_change" in r:
+        lines += ["![one expression on three people: real, generated, real change, generated change]"
+                  "(texture_wrinkles.png)", ""]
     return "\n".join(lines)
+
+
+def missed_bars_line(r: dict) -> str | None:
+    """One loud line naming every missed bar, or None."""
+    missed = [b for b in r.get("bars", []) if not b["met"]]
+    if not missed:
+        return None
+    return (f"TEXTURE BARS MISSED ({len(missed)} of {len(r['bars'])}): "
+            + "; ".join(f"{b['bar']} {b['value']:.3f} (limit {b['limit']})" for b in missed))
 
 
 def main(args) -> int:
@@ -287,6 +366,7 @@ def main(args) -> int:
     from train.data.cli import output_root, set_dir
     from train.data.synthetic_sets import StoredSet, SyntheticFaceScape
     from train.shape_config import shape_section
+    from train.texture import check_expression_route
 
     cfg = load_config(args.config)
     data_cfg = data_config(cfg)
@@ -295,11 +375,15 @@ def main(args) -> int:
     if not (run / "texture.safetensors").is_file():
         raise FileNotFoundError(f"{run}: no trained texture model; run `python -m train texture --config "
                                 f"{args.config}` first")
+    check_expression_route(cfg, run)
     stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
     cgan = shape_section(cfg)["cgan"]
     g_cfg = json.loads((run / "texture.json").read_text())
     z_ids = identity_codes(g_cfg["num_identities"], g_cfg["z_id_dim"], cgan.z_id, cgan.seed)
-    results = evaluate_texture(stored, SyntheticFaceScape(data_cfg), run, z_ids, root / "eval", args.config)
+    new_z = identity_codes(NEW_IDENTITIES, g_cfg["z_id_dim"], cgan.z_id, cgan.seed + 1) if cgan.z_id != "onehot" else None
+    results = evaluate_texture(stored, SyntheticFaceScape(data_cfg), run, z_ids, root / "eval", args.config, new_z)
     print(report_markdown(results))
+    if missed_bars_line(results):
+        print(missed_bars_line(results), file=sys.stderr)
     print(f"report: {root / 'eval' / 'texture_report.md'}")
     return 0

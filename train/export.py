@@ -128,6 +128,9 @@ def main(args) -> int:
     has_texture = (texture / "texture.safetensors").is_file()
     if not has_texture:
         print(f"note: no texture model at {texture}; exporting a shape-only model")
+    else:
+        from train.texture import check_expression_route
+        check_expression_route(cfg, texture)
     report = root / "eval" / ("report_au.md" if args.set == "bp4d" else "report.md")
     card = {"trained_on": f"The synthetic {args.set} set of the `{data_cfg.config_name}` config, built from "
                           f"ICT-FaceKit by facecam's data generator (no FaceScape or BP4D data).",

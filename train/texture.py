@@ -3,7 +3,7 @@
     python -m train texture --config quick [--set facescape|bp4d] [--resume] [--device cpu|cuda|auto]
     torchrun --nproc_per_node 2 -m train texture --config paper     # data parallel
 
-Schedule: start_resolution trains stable for epochs_per_phase epochs; every doubling then fades in (alpha 0 -> 1,
+Schedule: start_resolution trains stable for first_phase_epochs epochs; every doubling then fades in (alpha 0 -> 1,
 for the real images too) for one phase and trains stable for another. Loss: WGAN-GP (lambda = gp_weight) with
 Karras et al.'s drift term, plus identity and expression terms: the critic's class heads learn on real textures,
 the generator is scored by them on its own. z_id is the shape cGAN's code of each training identity (the same
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -88,12 +89,54 @@ def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.avg_pool2d(images, images.shape[-1] // resolution)
 
 
+def faded_reals(real: torch.Tensor, resolution: int, alpha: float) -> torch.Tensor:
+    """Real crops at `resolution`; during a fade-in (alpha < 1) blended with their coarser version, as the
+    generator's new block is."""
+    real = downsample(real, resolution)
+    if alpha < 1.0:
+        coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+        real = coarse + alpha * (real - coarse)
+    return real
+
+
+def generate_others(g: TextureGenerator, rgb: torch.Tensor | None, z_id, z_exp_others, z_noise, resolution: int,
+                    alpha: float) -> torch.Tensor:
+    """(B, K, 3, R, R): the generator's outputs for K more expressions of each row's person, with the row's noise:
+    with expression_maps from the row's to_rgb output `rgb` (every expression's map is in it), otherwise one pass
+    per K."""
+    k = z_exp_others.shape[1]
+    if rgb is None:
+        return torch.stack([g(z_id, z_exp_others[:, j], z_noise, resolution, alpha) for j in range(k)], 1)
+    b, _, h, w = rgb.shape
+    maps = rgb[:, 3:].reshape(b, g.cfg.num_expressions, 3, h, w)
+    out = rgb[:, None, :3] + torch.einsum("bke,becyx->bkcyx", z_exp_others.to(rgb.dtype), maps)
+    offsets = g.expression_offset(z_exp_others.flatten(0, 1), h)
+    return out if offsets is None else out + offsets.view(b, k, 3, h, w)
+
+
 def phases(cfg: TextureNetConfig) -> list[tuple[int, str]]:
     """(resolution, 'stable' | 'fade') in training order."""
     out = [(cfg.stages[0], "stable")]
     for r in cfg.stages[1:]:
         out += [(r, "fade"), (r, "stable")]
     return out
+
+
+def phase_epochs(cfg: TextureNetConfig, tcfg) -> list[tuple[int, str, int]]:
+    """(resolution, kind, epochs) in training order: the start resolution's stable phase takes first_phase_epochs
+    (it is cheap, 1/64 of the pixels of 8x its size, and it is where identity colour is learned), every other
+    phase epochs_per_phase."""
+    return [(r, kind, tcfg.first_phase_epochs if i == 0 else tcfg.epochs_per_phase)
+            for i, (r, kind) in enumerate(phases(cfg))]
+
+
+def phase_at(plan: list[tuple[int, str, int]], epoch: int) -> tuple[int, str, int, int]:
+    """(resolution, kind, epochs into the phase, the phase's epochs) of a training epoch."""
+    for resolution, kind, length in plan:
+        if epoch < length:
+            return resolution, kind, epoch, length
+        epoch -= length
+    raise ValueError(f"epoch beyond the schedule's {sum(p[2] for p in plan)} epochs")
 
 
 def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
@@ -198,17 +241,64 @@ def fine_detail(images: torch.Tensor, block: int = 4) -> torch.Tensor:
     return images - F.interpolate(F.avg_pool2d(images, block), scale_factor=block, mode="nearest")
 
 
-def generator_loss(d, fake, real, id_labels, exp_targets, alpha: float, tcfg) -> dict:
-    """fake[i] was generated for real[i]'s identity and expression."""
+def generator_loss(d, fake, real, id_labels, exp_targets, alpha: float, tcfg, others=None) -> dict:
+    """fake[i] was generated for real[i]'s identity and expression. others: (fake, real), each (B, K, 3, R, R), K more
+    textures of each row's person (fake with the row's noise): the pair term compares their changes from the row,
+    and the reconstruction covers them too."""
     outputs = d(fake, alpha)
     _, id_logits, exp_logits = outputs
     exp_term, acc_exp = expression_loss(exp_logits, exp_targets)
-    recon = (fake - real).abs().mean() + tcfg.recon_detail_weight * (fine_detail(fake) - fine_detail(real)).abs().mean()
+    every_fake, every_real = (fake, real) if others is None else (torch.cat([fake, others[0].flatten(0, 1)]),
+                                                                 torch.cat([real, others[1].flatten(0, 1)]))
+    recon = ((every_fake - every_real).abs().mean()
+             + tcfg.recon_detail_weight * (fine_detail(every_fake) - fine_detail(every_real)).abs().mean())
     loss = (-conditioned_score(outputs, id_labels, exp_targets, tcfg.projection).mean()
             + tcfg.id_weight * F.cross_entropy(id_logits, id_labels) + tcfg.exp_weight * exp_term
             + tcfg.recon_weight * recon)
-    return {"g": loss, "acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp,
-            "l1": recon}
+    terms = {"acc_id_fake": (id_logits.argmax(1) == id_labels).float().mean(), "acc_exp_fake": acc_exp, "l1": recon}
+    if others is not None:
+        fake_others, real_others = others
+        terms["pair_mse"] = ((fake_others - fake[:, None]) - (real_others - real[:, None])).pow(2).mean()
+        loss = loss + tcfg.pair_weight * terms["pair_mse"]
+    return {"g": loss, **terms}
+
+
+def person_rows(id_labels: torch.Tensor) -> torch.Tensor | None:
+    """(identities, E): every training row of each identity, when all have the same count (a FaceScape-like set:
+    every expression); None otherwise."""
+    counts = torch.bincount(id_labels)
+    if len(counts) == 0 or (counts != counts[0]).any():
+        return None
+    return torch.argsort(id_labels, stable=True).view(len(counts), int(counts[0]))
+
+
+def partner_rows(id_labels: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """For every training row, another row of the same identity (a pair for the pair term), drawn afresh each
+    epoch from (seed, epoch) alone, so a resumed run pairs as an uninterrupted one."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch + 31_000_001)
+    out = torch.empty_like(id_labels)
+    for identity in torch.unique(id_labels):
+        rows = torch.nonzero(id_labels == identity)[:, 0]
+        if len(rows) < 2:
+            raise ValueError(f"texture.train.pair_weight: training identity {int(identity)} has one texture, and a "
+                             f"pair needs two of one person")
+        shift = torch.randint(1, len(rows), (len(rows),), generator=g)  # never the row itself
+        out[rows] = rows[(torch.arange(len(rows)) + shift) % len(rows)]
+    return out
+
+
+# A run started beside other training (train/demo.py: the shape models) with one thread takes this many threads once
+# the file named by WIDEN_WHEN exists: the cores the other steps no longer use
+WIDEN_TO, WIDEN_WHEN = "FACECAM_WIDEN_TO_THREADS", "FACECAM_WIDEN_WHEN"
+
+
+def widen_threads_if_signalled() -> bool:
+    """Takes FACECAM_WIDEN_TO_THREADS threads when the file FACECAM_WIDEN_WHEN exists; True once it has."""
+    when, threads = os.environ.get(WIDEN_WHEN), os.environ.get(WIDEN_TO)
+    if not when or not threads or not Path(when).exists():
+        return False
+    torch.set_num_threads(int(threads))
+    return True
 
 
 def _average_gradients(module: torch.nn.Module, world_size: int) -> None:
@@ -269,7 +359,7 @@ def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, 
     net_cfg = network_config(texture, shape, stored)
     snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}
     run, state, place, dev = open_run(out_dir, snapshot, resume, device)
-    if finished_already(run, state, len(phases(net_cfg)) * tcfg.epochs_per_phase,
+    if finished_already(run, state, sum(length for *_, length in phase_epochs(net_cfg, tcfg)),
                         ("texture.safetensors", "texture_discriminator.safetensors", "template_crop.png",
                          "texture.json")):
         return run.path
@@ -310,8 +400,8 @@ def _train_phases(run, state, place, dev, tcfg, net_cfg, shape, stored, images, 
         for m, key in ((g, "g"), (d, "d"), (g_ema, "g_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(state[key])
         start = int(state["epoch"])
-    schedule = phases(net_cfg)
-    epochs = len(schedule) * tcfg.epochs_per_phase
+    plan = phase_epochs(net_cfg, tcfg)
+    epochs = sum(length for *_, length in plan)
     n = min(len(images), tcfg.epoch_samples) if tcfg.epoch_samples else len(images)
     steps_per_epoch = math.ceil((n - n % place.world_size) // place.world_size / tcfg.batch_size)
     templates = {r: downsample(template, r).to(dev) for r in net_cfg.stages}
@@ -319,35 +409,55 @@ def _train_phases(run, state, place, dev, tcfg, net_cfg, shape, stored, images, 
     grid_codes = sample_codes(net_cfg.num_identities, net_cfg.num_expressions, z_ids, net_cfg.z_noise_dim, au)
     bar = tqdm(range(start, epochs), desc="texture epochs", disable=not (progress and place.is_main),
                initial=start, total=epochs)
+    widened = False
     for epoch in bar:
         started = time.perf_counter()
-        resolution, kind = schedule[epoch // tcfg.epochs_per_phase]
-        in_phase = epoch % tcfg.epochs_per_phase
+        widened = widened or widen_threads_if_signalled()
+        resolution, kind, in_phase, phase_length = phase_at(plan, epoch)
         torch.manual_seed(tcfg.seed * 100003 + epoch + 70_000_001 + 1009 * place.rank)  # noise: same after a resume
         order = epoch_order(len(images), tcfg.seed, epoch, place, tcfg.epoch_samples)
         sums, steps = {}, 0
         # the minibatch standard deviation needs a pair: a last batch of one is dropped
         batches = [idx for idx in (order[b:b + tcfg.batch_size] for b in range(0, len(order), tcfg.batch_size))
                    if len(idx) >= 2]
-        for idx, crops in zip(batches, images.stream([idx.numpy() for idx in batches])):
+        # the pair term's other textures of each row's person: with expression_maps all of them (one generator
+        # pass gives every expression), otherwise one partner row drawn per epoch
+        others = None
+        # not in the start resolution's phase: it learns identity colour, which the pair term's sparse changes slow
+        # down (the L1 to the real textures stayed at the mean face's for 300 steps with it, fell by 40% without)
+        if tcfg.pair_weight and epoch >= plan[0][2]:
+            everyone = person_rows(id_labels) if net_cfg.expression_maps else None
+            partner = partner_rows(id_labels, tcfg.seed, epoch)[:, None] if everyone is None else None
+            others = [everyone[id_labels[idx]] if everyone is not None else partner[idx] for idx in batches]
+        reads = [idx if others is None else torch.cat([idx, o.flatten()]) for idx, o in
+                 zip(batches, others or batches)]
+        for step_index, (idx, crops) in enumerate(zip(batches, images.stream([r.numpy() for r in reads]))):
             alpha = 1.0
             if kind == "fade":
-                alpha = (in_phase * steps_per_epoch + steps + 1) / (tcfg.epochs_per_phase * steps_per_epoch)
-            real = downsample(to_unit_range(crops).to(dev), resolution)
-            if alpha < 1.0:  # the reals fade in too, as the generator's new block does
-                coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
-                real = coarse + alpha * (real - coarse)
+                alpha = (in_phase * steps_per_epoch + steps + 1) / (phase_length * steps_per_epoch)
+            real_all = faded_reals(to_unit_range(crops).to(dev), resolution, alpha)
+            real = real_all[:len(idx)]
             ids, exps = id_labels[idx].to(dev), exp_targets[idx].to(dev)
             z_exp = exps if au else eye[exps]
             z_noise = torch.randn(len(idx), net_cfg.z_noise_dim, device=dev)
-            fake = templates[resolution] + g(z_ids_dev[ids], z_exp, z_noise, resolution, alpha)
+            rgb = g.to_rgb_output(z_ids_dev[ids], z_exp, z_noise, resolution, alpha) if net_cfg.expression_maps else None
+            fake = templates[resolution] + (g.weigh(rgb, z_exp) if rgb is not None
+                                            else g(z_ids_dev[ids], z_exp, z_noise, resolution, alpha))
+            pair = None
+            if others is not None:
+                rows = others[step_index]
+                other_exps = exp_targets[rows.flatten()].to(dev)
+                z_others = (other_exps if au else eye[other_exps]).view(*rows.shape, -1)
+                fake_others = templates[resolution] + generate_others(g, rgb, z_ids_dev[ids], z_others, z_noise,
+                                                                      resolution, alpha)
+                pair = (fake_others, real_all[len(idx):].view(*rows.shape, *real.shape[1:]))
             d_terms = critic_loss(d, real, fake, ids, exps, alpha, tcfg)
             opt_d.zero_grad(set_to_none=True)
             d_terms["d"].backward()
             if place.active:
                 _average_gradients(d, place.world_size)
             opt_d.step()
-            g_terms = generator_loss(d, fake, real, ids, exps, alpha, tcfg)
+            g_terms = generator_loss(d, fake, real, ids, exps, alpha, tcfg, pair)
             opt_g.zero_grad(set_to_none=True)
             g_terms["g"].backward()
             if place.active:
@@ -365,7 +475,7 @@ def _train_phases(run, state, place, dev, tcfg, net_cfg, shape, stored, images, 
                                  "g_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(),
                                  "opt_d": opt_d.state_dict()})
             # a grid per resolution, once it trained stable (a fade's end samples the same net at alpha 1)
-            if in_phase == tcfg.epochs_per_phase - 1 and kind == "stable":
+            if in_phase == phase_length - 1 and kind == "stable":
                 write_sample_grid(g_ema, templates[resolution], grid_codes, resolution,
                                   run.path / "samples" / f"{resolution:03d}_{kind}.png")
             bar.set_postfix(res=resolution, alpha=f"{alpha:.2f}", acc_exp_fake=f"{row.get('acc_exp_fake', 0):.2f}")
@@ -395,6 +505,20 @@ def export_texture(g_ema: TextureGenerator, d: TextureDiscriminator, net_cfg: Te
     with atomic_path(folder / "template_crop.png") as tmp:
         shutil.copyfile(stored.path / "template_crop.png", tmp)
     write_text_atomic(folder / "texture.json", json.dumps(net_cfg.to_dict(), indent=1))
+
+
+def check_expression_route(cfg: dict, run: Path) -> None:
+    """Refuses a config whose texture.network asks for an expression route (the network's change maps, the measured
+    templates) that the texture model trained in `run` lacks or has, naming the field."""
+    texture = texture_section(cfg)
+    saved = TextureNetConfig.from_dict(json.loads((run / "texture.json").read_text()))
+    for field in ("expression_maps", "expression_templates"):
+        wanted = texture["network"].get(field, False)
+        if wanted != getattr(saved, field):
+            raise ValueError(f"{texture['where']}.network.{field} is {str(wanted).lower()}, but the texture model in "
+                             f"{run} was trained with {field} {str(getattr(saved, field)).lower()} (expressions from "
+                             f"{saved.expression_route}); retrain it (delete the folder, or `python -m train "
+                             f"texture --config {cfg['name']}` into another --out) or set the field back")
 
 
 def main(args) -> int:

@@ -220,6 +220,14 @@ def _load_template(path: Path) -> FaceTemplate:
                               if "polygon_materials" in z.files else ()))
 
 
+def _holds(out_dir: Path, key) -> bool:
+    """Whether out_dir holds a finished set built with this build key."""
+    try:
+        return json.loads((out_dir / "meta.json").read_text()).get("build_key") == json.loads(json.dumps(key))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return False  # none there, or a corrupt meta: build
+
+
 def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFaceModel | None = None,
               progress: bool = True, force: bool = False, workers: int | None = None) -> Path:
     """Build a synthetic set into out_dir (reused when already built from the same config), in `workers`
@@ -228,13 +236,8 @@ def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFa
     out_dir = Path(out_dir)
     ict = ict or load_ict_model()
     key = _build_key(kind, cfg, ict)
-    meta_path = out_dir / "meta.json"
-    if not force and meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()).get("build_key") == json.loads(json.dumps(key)):
-                return out_dir
-        except json.JSONDecodeError:
-            pass  # a corrupt meta means rebuild
+    if not force and _holds(out_dir, key):
+        return out_dir
     source = synthetic_set(kind, cfg, ict)
     _remove_abandoned(out_dir)
     work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
@@ -252,8 +255,16 @@ def build_set(kind: str, cfg: DataConfig, out_dir: str | os.PathLike, ict: ICTFa
         write_text_atomic(work / "meta.json", json.dumps(meta, indent=1))
         old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
         if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(work, out_dir)
+            try:
+                os.replace(out_dir, old)
+            except FileNotFoundError:  # another process moved it first
+                pass
+        try:
+            os.replace(work, out_dir)
+        except OSError:
+            # another process building the same set at once (the ranks of a torchrun) put theirs there first
+            if not _holds(out_dir, key):
+                raise
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
