@@ -345,6 +345,7 @@ class NumpyTextureGenerator:
         # (rgb_channels, C): gain 1
         self.rgb_w = tensors[f"to_rgb.{level}.weight"][:, :, 0, 0] * _F32(1.0 / math.sqrt(c[level]))
         self.rgb_b = tensors[f"to_rgb.{level}.bias"]
+        self.rgb_wt = np.ascontiguousarray(self.rgb_w.T)
         self.templates = None
         if cfg.expression_templates:  # (E, R*R*3), channels last: the weighted sum is one product into the output
             offsets = tensors["expression_offsets"]
@@ -366,8 +367,8 @@ class NumpyTextureGenerator:
         """core.texture_inference.rgb_for_expressions: (B, C, 3) to_rgb weights and (B, 3) biases, the change
         maps' rows weighted by each image's z_exp (expression_maps) or the one to_rgb repeated."""
         w, b = self.rgb_w, self.rgb_b
-        if not self.cfg.expression_maps:
-            return np.broadcast_to(w.T, (len(z_exp), *w.T.shape)), np.broadcast_to(b, (len(z_exp), 3))
+        if not self.cfg.expression_maps:  # (C, 3) contiguous, as BLAS reads it fastest
+            return np.broadcast_to(self.rgb_wt, (len(z_exp), *self.rgb_wt.shape)), np.broadcast_to(b, (len(z_exp), 3))
         e, z = self.cfg.num_expressions, z_exp.astype(_F32)
         weights = w[:3] + np.einsum("be,ecf->bcf", z, w[3:].reshape(e, 3, -1))
         return np.ascontiguousarray(weights.transpose(0, 2, 1)), b[:3] + z @ b[3:].reshape(e, 3)
