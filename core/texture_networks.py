@@ -35,11 +35,14 @@ def latent(cfg: TextureNetConfig, z_id: torch.Tensor, z_exp: torch.Tensor, z_noi
 
 
 def weigh_maps(cfg: TextureNetConfig, rgb: torch.Tensor, z_exp: torch.Tensor) -> torch.Tensor:
-    """to_rgb's (B, 3 (1 + E), R, R) output -> (B, 3, R, R): the offset plus the change maps weighted by z_exp."""
+    """to_rgb's (B, 3 (1 + E), R, R) output -> (B, 3, R, R): the offset plus the change maps weighted by z_exp;
+    for z_exp (B, K, E), K weighings of each row's maps, (B, K, 3, R, R)."""
     if not cfg.expression_maps:
         return rgb
     b, _, h, w = rgb.shape
     maps = rgb[:, 3:].reshape(b, cfg.num_expressions, 3, h, w)
+    if z_exp.dim() == 3:
+        return rgb[:, None, :3] + torch.einsum("bke,becyx->bkcyx", z_exp.to(rgb.dtype), maps)
     return rgb[:, :3] + torch.einsum("be,becyx->bcyx", z_exp.to(rgb.dtype), maps)
 
 
@@ -125,11 +128,12 @@ class TextureGenerator(nn.Module):
         return self.weigh(self.to_rgb_output(z_id, z_exp, z_noise, resolution, alpha), z_exp)
 
     def weigh(self, rgb: torch.Tensor, z_exp: torch.Tensor) -> torch.Tensor:
-        """to_rgb's output -> the (B, 3, R, R) offset for expression weights z_exp: the change maps weighed by them
-        (expression_maps), the measured templates added (expression_templates)."""
-        rgb = weigh_maps(self.cfg, rgb, z_exp)
-        templates = self.expression_offset(z_exp, rgb.shape[-1])
-        return rgb if templates is None else rgb + templates
+        """to_rgb's output -> the (B, 3, R, R) offset for expression weights z_exp (B, E): the change maps weighed
+        by them (expression_maps), the measured templates added (expression_templates); for z_exp (B, K, E), K
+        offsets per row, (B, K, 3, R, R)."""
+        out = weigh_maps(self.cfg, rgb, z_exp)
+        templates = self.expression_offset(z_exp.reshape(-1, z_exp.shape[-1]), out.shape[-1])
+        return out if templates is None else out + templates.view(out.shape)
 
     def to_rgb_output(self, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor,
                       resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:

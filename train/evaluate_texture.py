@@ -104,29 +104,31 @@ def _real(stored, data_cfg, split: str | tuple[str, ...], resolution: int, limit
 
 @torch.no_grad()
 def generate_textures(g: TextureGenerator, template: torch.Tensor, z_id, z_exp, noise: torch.Tensor,
-                      batch: int | None = None, templates: bool = True) -> torch.Tensor:
-    """template + the generator's output for each row; templates=False leaves the expression templates out (what
-    the network itself generates)."""
+                      batch: int | None = None) -> torch.Tensor:
+    """template + the generator's output for each row."""
     if batch is None:
         batch = images_per_batch(g.cfg.max_resolution)
-    out = []
-    for i in range(0, len(z_id), batch):
-        rows = slice(i, i + batch)
-        x = template + g(z_id[rows], z_exp[rows], noise[rows])
-        offsets = None if templates else g.expression_offset(z_exp[rows], x.shape[-1])
-        out.append(x if offsets is None else x - offsets)
-    return torch.cat(out)
+    return torch.cat([template + g(z_id[i:i + batch], z_exp[i:i + batch], noise[i:i + batch])
+                      for i in range(0, len(z_id), batch)])
 
 
-def people_in_every_expression(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, seed: int,
-                               templates: bool = True) -> torch.Tensor:
+def people_in_every_expression(g: TextureGenerator, template: torch.Tensor, z_ids: torch.Tensor, seed: int
+                               ) -> torch.Tensor:
     """(N, E, 3, R, R): each z_id in every expression at intensity 1, one noise draw per person (as a face's
     textures share it)."""
     n, n_exp = len(z_ids), g.cfg.num_expressions
     noise = torch.randn(n, g.cfg.z_noise_dim, generator=torch.Generator().manual_seed(seed))
     x = generate_textures(g, template, z_ids.repeat_interleave(n_exp, 0), torch.eye(n_exp).repeat(n, 1),
-                          noise.repeat_interleave(n_exp, 0), templates=templates)
+                          noise.repeat_interleave(n_exp, 0))
     return x.view(n, n_exp, *x.shape[1:])
+
+
+@torch.no_grad()
+def network_alone(g: TextureGenerator, people: torch.Tensor) -> torch.Tensor:
+    """people_in_every_expression's textures (N, E, 3, R, R) without the measured expression templates: what the
+    network itself generates, flattened to (N x E, 3, R, R)."""
+    offsets = g.expression_offset(torch.eye(g.cfg.num_expressions), people.shape[-1])
+    return (people if offsets is None else people - offsets).flatten(0, 1)
 
 
 NEW_IDENTITIES = 50  # sampled z_id evaluated beside the training ones
@@ -179,8 +181,6 @@ def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Pa
     people = people_in_every_expression(g, template, z_ids, seed=0)
     fake = people.flatten(0, 1)
     fake_exp = torch.arange(n_exp).repeat(n_ids)
-    network_alone = (fake if not g.cfg.expression_templates
-                     else people_in_every_expression(g, template, z_ids, seed=0, templates=False).flatten(0, 1))
 
     exp_clf = RealTextureClassifier(train_x, train_exp)
     bins = lambda persons: torch.tensor([source.skin(int(p)).skin_tone_bin for p in persons])
@@ -203,7 +203,7 @@ def evaluate_texture(stored, source, run: Path, z_ids: torch.Tensor, out_dir: Pa
         "swd_generated_vs_train": swd_per_level(fake, train_x[:len(fake)]),
         "swd_heldout_real_vs_train": swd_per_level(held_x, train_x[:len(held_x)]),
         "expression_accuracy": float((exp_clf.predict(fake) == fake_exp).float().mean()),
-        "expression_accuracy_network": float((exp_clf.predict(network_alone) == fake_exp).float().mean()),
+        "expression_accuracy_network": float((exp_clf.predict(network_alone(g, people)) == fake_exp).float().mean()),
         "expression_accuracy_real_heldout": float((exp_clf.predict(held_x) == held_exp).float().mean()),
         "skin_tone_accuracy": float((tone_clf.predict(fake) == train_tone).float().mean()),
         "skin_tone_accuracy_real_heldout": float((tone_clf.predict(held_x) == bins(held_person)).float().mean()),
@@ -246,10 +246,8 @@ def _new_identities(g, template, z_new: torch.Tensor, train_x, exp_clf, id_clf) 
     pred = id_clf.predict(fake).view(len(z_new), n_exp)
     out = {"count": len(z_new),
            "swd_generated_vs_train": swd_per_level(fake, train_x[:len(fake)]),
-           "expression_accuracy_network": float((exp_clf.predict(
-               fake if not g.cfg.expression_templates else people_in_every_expression(
-                   g, template, z_new, seed=1, templates=False).flatten(0, 1)) == torch.arange(n_exp).repeat(
-               len(z_new))).float().mean()),
+           "expression_accuracy_network": float((exp_clf.predict(network_alone(g, people)) == torch.arange(n_exp)
+                                                 .repeat(len(z_new))).float().mean()),
            "identity_consistency": float((pred == torch.mode(pred, dim=1).values[:, None]).float().mean())}
     return out
 

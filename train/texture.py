@@ -107,11 +107,7 @@ def generate_others(g: TextureGenerator, rgb: torch.Tensor | None, z_id, z_exp_o
     k = z_exp_others.shape[1]
     if rgb is None:
         return torch.stack([g(z_id, z_exp_others[:, j], z_noise, resolution, alpha) for j in range(k)], 1)
-    b, _, h, w = rgb.shape
-    maps = rgb[:, 3:].reshape(b, g.cfg.num_expressions, 3, h, w)
-    out = rgb[:, None, :3] + torch.einsum("bke,becyx->bkcyx", z_exp_others.to(rgb.dtype), maps)
-    offsets = g.expression_offset(z_exp_others.flatten(0, 1), h)
-    return out if offsets is None else out + offsets.view(b, k, 3, h, w)
+    return g.weigh(rgb, z_exp_others)
 
 
 def phases(cfg: TextureNetConfig) -> list[tuple[int, str]]:
