@@ -4,7 +4,7 @@
 
 Measures, in one run: the float32 matmul peak (4096 x 4096, best of --repeats, at the start and at the end: the
 larger counts, and a gap between them says the machine was busy), then the paper-size (512 px) and quick-config
-(64 px) TextureGenerator, each with the plain forward (torch.no_grad) and with core.texture_inference's
+TextureGenerator (when that config's texture model is the progressive one), each with the plain forward (torch.no_grad) and with core.texture_inference's
 FastTextureGenerator, timed alternately so that both see the same load. Random weights: speed does not depend on
 them. GFLOP are torch's FlopCounterMode counts (a multiply-add = 2): "nominal" is the plain network's, "executed"
 what the model ran (the fast path's transposed convolutions do fewer). "eff. GFLOPS" = nominal GFLOP / time, so
@@ -137,8 +137,13 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0]
     print(f"device: {platform.processor() or 'CPU'}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
           f"torch {torch.__version__}; load average at start {load:.2f}\n")
+    progressive = [s for s in args.sizes
+                   if load_config(s)["texture"]["network"].get("architecture", "progressive") == "progressive"]
+    for size in sorted(set(args.sizes) - set(progressive)):  # two matrix products: bench_inference times it
+        print(f"{size}: its texture model is the appearance architecture, not this convolutional generator; "
+              f"`python -m bench --only inference` times its textures\n")
     peaks = [matmul_gflops(args.repeats)]
-    rows = [row for size in args.sizes for row in bench_size(size, args.batch, args.repeats, args.compile)]
+    rows = [row for size in progressive for row in bench_size(size, args.batch, args.repeats, args.compile)]
     peaks.append(matmul_gflops(args.repeats))
     peak = max(peaks)
     print("| model | size | GFLOP nominal | GFLOP executed | ms/texture best (median) | eff. GFLOPS | of peak "

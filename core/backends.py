@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .network_configs import ShapeNetConfig, TextureNetConfig
-from .numpy_networks import NumpyShapeGenerator, NumpyTextureGenerator
+from .numpy_networks import NumpyShapeGenerator, texture_generator
 
 BACKENDS = ("auto", "numpy", "torch")
 
@@ -27,7 +27,7 @@ class NumpyBackend:
     def __init__(self, shape_cfg: ShapeNetConfig, shape_tensors: dict, texture_cfg: TextureNetConfig | None,
                  texture_tensors: dict | None):
         self.shape = NumpyShapeGenerator(shape_cfg, shape_tensors)
-        self.texture = NumpyTextureGenerator(texture_cfg, texture_tensors) if texture_cfg is not None else None
+        self.texture = texture_generator(texture_cfg, texture_tensors) if texture_cfg is not None else None
 
     def meshes(self, z_id, z_exp, z_noise, style_z_id=None) -> np.ndarray:
         return self.shape(z_id, z_exp, z_noise, style_z_id)

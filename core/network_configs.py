@@ -67,8 +67,12 @@ class ShapeNetConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-# texture.json's format: 1 (no field written) before expression_maps, 2 since
-TEXTURE_FORMAT_VERSION = 2
+# texture.json's format: 1 (no field written) before expression_maps, 2 since, 3 since the appearance architecture
+TEXTURE_FORMAT_VERSION = 3
+# the fields each format version introduced: an older version's file cannot carry them
+_TEXTURE_FIELDS_SINCE = {2: ("expression_maps", "pixel_bias"),
+                         3: ("architecture", "identity_components", "change_components", "mapping")}
+TEXTURE_ARCHITECTURES = ("progressive", "appearance")
 
 
 @dataclass(frozen=True)
@@ -102,22 +106,47 @@ class TextureNetConfig:
     max_resolution: int = 512
     # feature channels at 4, 8, 16, ... max_resolution; the paper config follows the official code (256 down to 64)
     channels: tuple[int, ...] = (256, 256, 256, 256, 128, 64, 64, 64)
+    # "progressive": the paper's growing convolutional GAN (the fields above). "appearance" (version 3,
+    # core/texture_appearance.py): a linear appearance space fitted to the training textures at max_resolution (an
+    # identity basis and an expression-change basis, as a morphable model's albedo space) and an MLP that maps
+    # (z_id, z_noise) to a person's coordinates in it: identity_components for their texture, change_components for
+    # each expression's (or action unit's) change; channels and start_resolution are not used
+    architecture: str = "progressive"
+    identity_components: int = 0
+    change_components: int = 0
+    mapping: tuple[int, ...] = ()  # the MLP's hidden widths
 
     def __post_init__(self):
         for name in ("expression_templates", "expression_maps", "pixel_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TextureNetConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.architecture not in TEXTURE_ARCHITECTURES:
+            raise ValueError(f"TextureNetConfig.architecture must be one of {TEXTURE_ARCHITECTURES}, got "
+                             f"{self.architecture!r}")
+        if self.is_appearance:
+            if self.identity_components < 1 or self.change_components < 1 or not self.mapping:
+                raise ValueError(f"TextureNetConfig: the appearance architecture needs identity_components >= 1, "
+                                 f"change_components >= 1 and mapping widths, got {self.identity_components}, "
+                                 f"{self.change_components} and {list(self.mapping)}")
+            for name in ("expression_templates", "expression_maps", "pixel_bias"):
+                if getattr(self, name):
+                    raise ValueError(f"TextureNetConfig.{name} belongs to the progressive architecture; the "
+                                     f"appearance architecture generates every expression's change itself")
         if self.expression_labels not in ("classes", "au_intensities"):
             raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
         for name in ("start_resolution", "max_resolution"):
             r = getattr(self, name)
             if r < 4 or r & (r - 1):
                 raise ValueError(f"TextureNetConfig.{name} must be a power of two >= 4, got {r}")
-        if self.start_resolution > self.max_resolution:
+        if self.start_resolution > self.max_resolution and not self.is_appearance:
             raise ValueError(f"start_resolution {self.start_resolution} exceeds max_resolution {self.max_resolution}")
-        if len(self.channels) != len(self.resolutions):
+        if not self.is_appearance and len(self.channels) != len(self.resolutions):
             raise ValueError(f"TextureNetConfig.channels needs one width per resolution {self.resolutions} "
                              f"({len(self.resolutions)}), got {len(self.channels)}")
+
+    @property
+    def is_appearance(self) -> bool:
+        return self.architecture == "appearance"
 
     @property
     def resolutions(self) -> list[int]:
@@ -125,19 +154,34 @@ class TextureNetConfig:
 
     @property
     def stages(self) -> list[int]:
-        """The resolutions training passes through: start_resolution, then each doubling."""
+        """The resolutions training passes through: start_resolution, then each doubling (the appearance
+        architecture: max_resolution alone)."""
+        if self.is_appearance:
+            return [self.max_resolution]
         return [r for r in self.resolutions if r >= self.start_resolution]
 
     @property
+    def z_exp_in_latent(self) -> bool:
+        """Whether z_exp enters the generator's input (the paper), or only weights what the network generated."""
+        return not (self.expression_maps or self.is_appearance)
+
+    @property
     def latent_dim(self) -> int:
-        return self.z_id_dim + (0 if self.expression_maps else self.num_expressions) + self.z_noise_dim
+        return self.z_id_dim + (self.num_expressions if self.z_exp_in_latent else 0) + self.z_noise_dim
 
     @property
     def expression_route(self) -> str:
         """Where the expressions' trace in the texture comes from, in words for reports."""
         parts = (["the network's change maps"] if self.expression_maps else []) + (
             ["measured templates"] if self.expression_templates else [])
+        if self.is_appearance:
+            return "the network's change coordinates in a learned appearance space"
         return " + ".join(parts) or "z_exp in the latent (the paper)"
+
+    @property
+    def coordinate_dim(self) -> int:
+        """The appearance MLP's outputs: the identity's coordinates, then each expression's change coordinates."""
+        return self.identity_components + self.num_expressions * self.change_components
 
     @property
     def rgb_channels(self) -> int:
@@ -150,16 +194,17 @@ class TextureNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TextureNetConfig":
-        """Version 1 (before expression_maps: no format_version written) and 2 load; a newer one is refused."""
+        """Versions 1 (before expression_maps: no format_version written), 2 and 3 load; a newer one is refused."""
         d = dict(d)
         version = d.pop("format_version", 1)
         if not isinstance(version, int) or not 1 <= version <= TEXTURE_FORMAT_VERSION:
             raise ValueError(f"TextureNetConfig: format_version {version!r} is not one this facecam reads (1 to "
                              f"{TEXTURE_FORMAT_VERSION}); a newer facecam wrote it")
-        for name in ("expression_maps", "pixel_bias"):
-            if version == 1 and name in d:
-                raise ValueError(f"TextureNetConfig: {name} is a format_version 2 field, but the config says "
-                                 f"format_version 1")
+        for since, names in _TEXTURE_FIELDS_SINCE.items():
+            for name in names:
+                if version < since and name in d:
+                    raise ValueError(f"TextureNetConfig: {name} is a format_version {since} field, but the config "
+                                     f"says format_version {version}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"TextureNetConfig: unknown field(s) {sorted(unknown)}")
@@ -197,7 +242,13 @@ def shape_tensor_shapes(cfg: ShapeNetConfig) -> dict[str, tuple[int, ...]]:
 
 
 def texture_tensor_shapes(cfg: TextureNetConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of core.texture_networks.TextureGenerator (texture.safetensors)."""
+    """Name -> shape of every tensor of core.texture_networks.TextureGenerator or, for the appearance architecture,
+    core.texture_appearance.AppearanceTextureGenerator (texture.safetensors)."""
+    if cfg.is_appearance:
+        pixels = 3 * cfg.max_resolution ** 2
+        return {**_mlp_shapes("mapping.", [cfg.latent_dim, *cfg.mapping, cfg.coordinate_dim]),
+                "mean": (pixels,), "identity_basis": (cfg.identity_components, pixels),
+                "change_basis": (cfg.change_components, pixels)}
     c = cfg.channels
     shapes = {"dense.weight": (16 * c[0], cfg.latent_dim), "dense.bias": (16 * c[0],),
               "conv4.weight": (c[0], c[0], 3, 3), "conv4.bias": (c[0],)}

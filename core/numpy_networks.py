@@ -310,6 +310,34 @@ def _upsample_conv(buffer: np.ndarray, size: int, phases: dict, out: np.ndarray,
                  lambda: (_gatherer(rows, row, 4, channels), np.empty((rows, 2, size, 2, c_out), _F32)))
 
 
+class NumpyAppearanceGenerator:
+    """core.texture_appearance.AppearanceTextureGenerator: (z_id, z_exp, z_noise) -> (B, R, R, 3) offsets from the
+    template crop."""
+
+    def __init__(self, cfg: TextureNetConfig, tensors: dict):
+        self.cfg = cfg
+        self.mapping = MLP(tensors, "mapping.")
+        self.mean, self.identity_basis, self.change_basis = (tensors["mean"], tensors["identity_basis"],
+                                                             tensors["change_basis"])
+
+    def __call__(self, z_id, z_exp, z_noise) -> np.ndarray:
+        cfg = self.cfg
+        x = np.concatenate([z_id * _F32(cfg.id_gain), z_noise * pixel_norm_factor(z_noise)], axis=1).astype(_F32)
+        out = self.mapping(x)
+        j, r = cfg.identity_components, cfg.max_resolution
+        change = np.einsum("be,bek->bk", z_exp.astype(_F32),
+                           out[:, j:].reshape(len(out), cfg.num_expressions, cfg.change_components))
+        offsets = rows_times(np.ascontiguousarray(out[:, :j]), self.identity_basis)
+        offsets += rows_times(change, self.change_basis)
+        offsets += self.mean
+        return np.ascontiguousarray(offsets.reshape(len(out), 3, r, r).transpose(0, 2, 3, 1))
+
+
+def texture_generator(cfg: TextureNetConfig, tensors: dict):
+    """The numpy generator of a texture config's architecture."""
+    return NumpyAppearanceGenerator(cfg, tensors) if cfg.is_appearance else NumpyTextureGenerator(cfg, tensors)
+
+
 class NumpyTextureGenerator:
     """core.texture_inference.FastTextureGenerator (itself core.texture_networks.TextureGenerator, alpha 1, at its
     max_resolution): (z_id, z_exp, z_noise) -> (B, R, R, 3) offsets from the template crop."""

@@ -29,7 +29,7 @@ def pixel_norm(x: torch.Tensor) -> torch.Tensor:
 def latent(cfg: TextureNetConfig, z_id: torch.Tensor, z_exp: torch.Tensor, z_noise: torch.Tensor) -> torch.Tensor:
     """The generator's input. Only the noise is pixel-normed (Karras et al. normalise the whole latent): normalising
     z_exp with it would undo intensity scaling. With expression_maps z_exp is not in it (it weights the maps)."""
-    if cfg.expression_maps:
+    if not cfg.z_exp_in_latent:
         return torch.cat([cfg.id_gain * z_id, pixel_norm(z_noise)], dim=1)
     return torch.cat([cfg.id_gain * z_id, cfg.exp_gain * z_exp, pixel_norm(z_noise)], dim=1)
 

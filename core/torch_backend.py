@@ -10,7 +10,7 @@ from .network_configs import ShapeNetConfig, TextureNetConfig
 from .shape_control import ShapeGenerator
 from .shape_networks import ExpressionGenerator, IdentityGenerator, MeshDecoder
 from .texture_inference import FastTextureGenerator
-from .texture_networks import TextureGenerator
+from .texture_appearance import texture_generator
 
 
 def _loaded(module: torch.nn.Module, tensors: dict, prefix: str) -> torch.nn.Module:
@@ -33,14 +33,16 @@ class TorchBackend:
             raise ValueError(f"device {str(device)!r} is not usable with this torch ({e}); use 'cpu'") from None
         with torch.device("meta"):
             decoder, g_id, g_exp = MeshDecoder(shape_cfg), IdentityGenerator(shape_cfg), ExpressionGenerator(shape_cfg)
-            generator = TextureGenerator(texture_cfg) if texture_cfg is not None else None
+            generator = texture_generator(texture_cfg) if texture_cfg is not None else None
         decoder = _loaded(decoder, shape_tensors, "")
         self.shape = ShapeGenerator(decoder, _loaded(g_id, shape_tensors, "g_id."),
                                     _loaded(g_exp, shape_tensors, "g_exp.")).to(self.device)
         if self.device.type == "cpu":
             decoder.prepare_for_inference()
         self.texture = None
-        if generator is not None:
+        if generator is not None and texture_cfg.is_appearance:  # two products: nothing to fold
+            self.texture = _loaded(generator, texture_tensors, "").to(self.device)
+        elif generator is not None:
             # the same function with less work (2.7x faster at 512 px; tests/test_texture_inference.py)
             self.texture = FastTextureGenerator.from_generator(_loaded(generator, texture_tensors, "")).to(self.device)
 

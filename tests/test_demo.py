@@ -49,7 +49,7 @@ def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     table = [line for line in second.stdout.splitlines() if line.startswith("| ") and "| step |" not in line]
     reused = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table}
-    for step in ("contact sheets", "SAE", "AE baseline", "shape cGANs", "texture ProGAN", "shape evaluation",
+    for step in ("contact sheets", "SAE", "AE baseline", "shape cGANs", "texture model", "shape evaluation",
                  "texture evaluation", "export", "Blender: faces, sweeps, renders"):
         assert reused[step] == "reused", (step, reused)
     assert not json.loads((demo / "steps.json").read_text())["fresh"]

@@ -15,7 +15,7 @@ from core.face_model import FaceModel
 from train.config import ConfigError, load_config
 from train.data.synthetic_sets import StoredSet
 
-STEPS = ("synthetic sets", "SAE", "AE baseline", "shape cGANs", "texture ProGAN", "shape evaluation",
+STEPS = ("synthetic sets", "SAE", "AE baseline", "shape cGANs", "texture model", "shape evaluation",
          "texture evaluation", "export", "Blender: faces, sweeps, renders")
 
 

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             from train.export import main as export_main
             return export_main(args)
         if args.command == "texture":
-            from train.texture import main as texture_main
+            from train.texture_run import main as texture_main
             return texture_main(args)
         if args.command == "sae":
             from train.sae import main as sae_main

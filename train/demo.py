@@ -238,7 +238,7 @@ def run_demo(config: str = "quick") -> int:
             _finish_beside(texture_job, ["texture"], config, texture_output)
             return f"{texture_how} beside the shape steps, {time.perf_counter() - texture_started:.0f} s in all"
         return texture_how
-    _step(log, "texture ProGAN", texture_step)
+    _step(log, "texture model", texture_step)
 
     from train.__main__ import main as train_main
     runs = [shape / "sae" / "sae.safetensors", shape / "ae" / "sae.safetensors",

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.atomic import write_png_atomic, write_text_atomic
+from core.texture_appearance import texture_generator
 from core.texture_networks import TextureGenerator, TextureNetConfig
 from core.shape_control import interpolate
 from train.evaluate import fit_linear_classifier
@@ -34,7 +35,7 @@ from train.texture_swd import swd_per_level
 
 def load_texture_generator(run: Path) -> tuple[TextureGenerator, torch.Tensor]:
     """(the moving-average generator, the template crop in [-1, 1] as (1, 3, R, R))."""
-    g = TextureGenerator(TextureNetConfig.from_dict(json.loads((run / "texture.json").read_text())))
+    g = texture_generator(TextureNetConfig.from_dict(json.loads((run / "texture.json").read_text())))
     g.load_state_dict(load_file(run / "texture.safetensors"))
     from PIL import Image
     template = to_unit_range(np.asarray(Image.open(run / "template_crop.png").convert("RGB")))[None]

@@ -345,16 +345,22 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], cell: int = 96) -> np
     return big.reshape(rows, cols, r * k, r * k, 3).transpose(0, 2, 1, 3, 4).reshape(rows * r * k, cols * r * k, 3)
 
 
-def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
-                  progress: bool = True, data_workers: int | None = None) -> Path:
-    """data_workers: processes synthesising crops for a set that stores none (default: one per core but one)."""
+def open_texture_run(cfg: dict, stored, out_dir: str | Path, resume: bool, device: str):
+    """(shape section, train settings, network config, run, checkpoint or None, place, device) of a texture run of
+    either architecture."""
     texture = texture_section(cfg)
     # the cGAN settings its z_id codes come from: those of the shape model trained on the same set
     shape = shape_section(cfg, action_units=holds_action_units(stored))
     tcfg = texture["train"]
     net_cfg = network_config(texture, shape, stored)
     snapshot = {"config": cfg["name"], "network": net_cfg.to_dict(), "train": tcfg.__dict__, "data": str(stored.path)}
-    run, state, place, dev = open_run(out_dir, snapshot, resume, device)
+    return (shape, tcfg, net_cfg, *open_run(out_dir, snapshot, resume, device))
+
+
+def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
+                  progress: bool = True, data_workers: int | None = None) -> Path:
+    """data_workers: processes synthesising crops for a set that stores none (default: one per core but one)."""
+    shape, tcfg, net_cfg, run, state, place, dev = open_texture_run(cfg, stored, out_dir, resume, device)
     if finished_already(run, state, sum(length for *_, length in phase_epochs(net_cfg, tcfg)),
                         ("texture.safetensors", "texture_discriminator.safetensors", "template_crop.png",
                          "texture.json")):
@@ -497,7 +503,14 @@ def write_sample_grid(g: TextureGenerator, template: torch.Tensor, codes, resolu
 def export_texture(g_ema: TextureGenerator, d: TextureDiscriminator, net_cfg: TextureNetConfig, stored,
                    folder: Path) -> None:
     for name, module in (("texture", g_ema), ("texture_discriminator", d)):
-        write_safetensors_atomic(folder / f"{name}.safetensors", module.state_dict())
+        if module is None:  # the appearance architecture has no critic
+            continue
+        state = module.state_dict()
+        if net_cfg.is_appearance:
+            # half precision: its bases are 0.1 GB in float32 at 128 px, and the model ships inside the extension
+            # zip; the error (about 1e-3 relative) is far below an 8-bit step, and readers widen it to float32
+            state = {k: v.half() for k, v in state.items()}
+        write_safetensors_atomic(folder / f"{name}.safetensors", state)
     with atomic_path(folder / "template_crop.png") as tmp:
         shutil.copyfile(stored.path / "template_crop.png", tmp)
     write_text_atomic(folder / "texture.json", json.dumps(net_cfg.to_dict(), indent=1))
@@ -508,27 +521,12 @@ def check_expression_route(cfg: dict, run: Path) -> None:
     templates) that the texture model trained in `run` lacks or has, naming the field."""
     texture = texture_section(cfg)
     saved = TextureNetConfig.from_dict(json.loads((run / "texture.json").read_text()))
-    for field in ("expression_maps", "expression_templates"):
-        wanted = texture["network"].get(field, False)
+    for field, default in (("architecture", "progressive"), ("expression_maps", False),
+                           ("expression_templates", False)):
+        wanted = texture["network"].get(field, default)
         if wanted != getattr(saved, field):
-            raise ValueError(f"{texture['where']}.network.{field} is {str(wanted).lower()}, but the texture model in "
-                             f"{run} was trained with {field} {str(getattr(saved, field)).lower()} (expressions from "
+            said = lambda v: str(v).lower() if isinstance(v, bool) else repr(v)
+            raise ValueError(f"{texture['where']}.network.{field} is {said(wanted)}, but the texture model in "
+                             f"{run} was trained with {field} {said(getattr(saved, field))} (expressions from "
                              f"{saved.expression_route}); retrain it (delete the folder, or `python -m train "
                              f"texture --config {cfg['name']}` into another --out) or set the field back")
-
-
-def main(args) -> int:
-    """`python -m train texture`: build (or reuse) the config's set, then train."""
-    from train.config import data_config, load_config
-    from train.data.cli import output_root, set_dir
-    from train.data.synthetic_sets import StoredSet, build_set
-
-    cfg = load_config(args.config)
-    data_cfg = data_config(cfg)
-    texture_section(cfg)  # config errors before any work
-    stored = StoredSet(build_set(args.set, data_cfg, set_dir(data_cfg.config_name, args.set)))
-    out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "texture" / (
-        "texture" + ("_bp4d" if args.set == "bp4d" else ""))
-    path = train_texture(cfg, stored, out, resume=args.resume, device=args.device, data_workers=args.data_workers)
-    print(f"texture run: {path}")
-    return 0

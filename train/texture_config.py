@@ -1,4 +1,5 @@
-"""The `texture` section of a config: the progressive GAN's widths and its training schedule."""
+"""The `texture` section of a config: the network (the progressive GAN's widths, or the appearance architecture's
+sizes) and its training schedule, whose fields depend on the architecture."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,8 @@ from dataclasses import dataclass
 from train.config import ConfigError, model_section, typed_section
 
 NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "expression_templates", "expression_maps", "pixel_bias",
-                  "start_resolution", "max_resolution", "channels")
+                  "start_resolution", "max_resolution", "channels", "architecture", "identity_components",
+                  "change_components", "mapping")
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,25 @@ class TextureTrainConfig:
     seed: int
 
 
+@dataclass(frozen=True)
+class AppearanceTrainConfig:
+    """train/texture_appearance.py: the appearance space is fitted in closed form; these drive the MLP."""
+    steps: int
+    batch_identities: int  # a step takes every texture of this many training identities
+    lr: float  # Adam's, decayed to 0 along a cosine over the steps (memorising coordinates wants a quiet end)
+    seed: int
+
+
 def texture_section(cfg: dict) -> dict:
     texture, network, where = model_section(cfg, "texture", NETWORK_FIELDS)
     if "train" not in texture:
         raise ConfigError(f"{where}.train: missing")
+    architecture = network.get("architecture", "progressive")
+    if architecture == "appearance":
+        train = typed_section(texture["train"], AppearanceTrainConfig, f"{where}.train")
+        if train.steps < 1 or train.batch_identities < 1 or train.lr <= 0:
+            raise ConfigError(f"{where}.train: steps and batch_identities must be >= 1 and lr > 0")
+        return {"network": network, "train": train, "where": where}
     train = typed_section(texture["train"], TextureTrainConfig, f"{where}.train")
     if train.epochs_per_phase < 1 or train.first_phase_epochs < 1 or train.batch_size < 2 or train.lr <= 0 or train.epoch_samples < 0:
         raise ConfigError(f"{where}.train: epochs_per_phase and first_phase_epochs must be >= 1, batch_size >= 2 (the minibatch "
