@@ -89,10 +89,14 @@ def test_configs_that_cannot_work_are_refused_by_name():
     assert saved["format_version"] == 3 and TextureNetConfig.from_dict(saved) == appearance_cfg()
     with pytest.raises(ValueError, match="architecture is a format_version 3 field"):
         TextureNetConfig.from_dict({**saved, "format_version": 2})
+    from train.texture_config import texture_section
+    spec = appearance_spec()
+    spec["texture"]["network"]["architecture"] = "apperance"
+    with pytest.raises(ConfigError, match="texture.network.architecture: expected one of"):
+        texture_section(spec)
     spec = appearance_spec()
     spec["texture"]["train"]["epochs_per_phase"] = 3  # the progressive schedule's field
     with pytest.raises(ConfigError, match=r"texture.train: unknown field\(s\) \['epochs_per_phase'\]"):
-        from train.texture_config import texture_section
         texture_section(spec)
 
 
@@ -159,3 +163,29 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny, tmp_path, monkeypatc
     with safe_open(whole / "texture.safetensors", "pt") as a, safe_open(resumed / "texture.safetensors", "pt") as b:
         for k in a.keys():
             torch.testing.assert_close(a.get_tensor(k), b.get_tensor(k), rtol=0, atol=0)
+
+
+def test_an_action_unit_set_trains_and_its_frames_follow_their_weights(tmp_path):
+    """A BP4D-like set: each identity's reference is the intercept of its frames on their AU intensities, and the
+    trained model reproduces a training frame from its identity and AU weights better than that reference does."""
+    from train.cgan import identity_codes
+    from train.evaluate_texture import load_texture_generator
+    from train.texture import training_textures, to_unit_range
+    spec = appearance_spec()
+    spec["texture"]["network"]["change_components"] = 12
+    (tmp_path / "tiny.json").write_text(json.dumps(spec))
+    cfg = load_config(tmp_path / "tiny.json")
+    stored = StoredSet(build_set("bp4d", data_config(cfg), tmp_path / "set", progress=False))
+    run = train_texture_model(cfg, stored, tmp_path / "tex", progress=False)
+    g, template = load_texture_generator(run)
+    assert g.cfg.expression_labels == "au_intensities" and g.cfg.num_expressions == len(stored.au_names)
+    images, ids, targets = training_textures(stored, data_config(cfg))
+    real = to_unit_range(images[np.arange(len(images))])
+    images.close()
+    shape_cgan = cfg["shape"]["cgan"]
+    z_id = identity_codes(g.cfg.num_identities, g.cfg.z_id_dim, shape_cgan["z_id"], shape_cgan["seed"])[ids]
+    noise = torch.zeros(len(ids), g.cfg.z_noise_dim)
+    with torch.no_grad():
+        frames = template + g(z_id, targets, noise)
+        references = template + g(z_id, torch.zeros_like(targets), noise)
+    assert (frames - real).pow(2).mean() < 0.5 * (references - real).pow(2).mean()

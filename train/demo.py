@@ -277,7 +277,7 @@ def run_demo(config: str = "quick") -> int:
         print(f"| {step} | {how} | {seconds:.1f} |")
     outputs = {"FaceScape-like set": set_dir(name, "facescape"), "BP4D-like set": set_dir(name, "bp4d"),
                **{f"contact sheet {k}": v for k, v in sheets.items()},
-               "SAE / AE / cGAN runs": shape, "texture run (samples/*.png)": texture,
+               "SAE / AE / cGAN runs": shape, "texture run (samples/)": texture,
                "shape evaluation (report.md, tsne.png)": root / "eval" / "report.md",
                "texture evaluation (texture_report.md, texture_grid.png)": root / "eval" / "texture_report.md",
                "exported model folder": model, "Blender scene": blend,

@@ -56,8 +56,9 @@ def read_all(images, resolution: int, chunk: int = 256) -> torch.Tensor:
 
 @torch.no_grad()
 def references(x: torch.Tensor, id_labels: torch.Tensor, exp_targets: torch.Tensor, neutral: int | None,
-               num_expressions: int, resolution: int) -> torch.Tensor:
-    """(identities, 3 R R): each training identity's reference texture (module docstring, step 1)."""
+               per_unit: torch.Tensor | None) -> torch.Tensor:
+    """(identities, 3 R R): each training identity's reference texture (module docstring, step 1); per_unit: for
+    action units, the set's mean change per unit intensity (E, 3 R R)."""
     n_ids = int(id_labels.max()) + 1
     refs = torch.zeros(n_ids, x.shape[1])
     if not exp_targets.dtype.is_floating_point:
@@ -65,12 +66,16 @@ def references(x: torch.Tensor, id_labels: torch.Tensor, exp_targets: torch.Tens
             raise ValueError(f"the appearance texture model measures expressions against {NEUTRAL_EXPRESSION!r}, "
                              f"which this set lacks")
         rows = torch.nonzero(exp_targets == neutral)[:, 0]
+        missing = sorted(set(range(n_ids)) - set(id_labels[rows].tolist()))
+        if missing:
+            raise ValueError(f"training identities {missing[:10]} (of {len(missing)}) have no {NEUTRAL_EXPRESSION!r} "
+                             f"texture, which the appearance texture model measures their expressions against")
         refs[id_labels[rows]] = x[rows]
         return refs
-    per_unit = measure_expression_offsets(x.view(len(x), 3, resolution, resolution).numpy(), id_labels, exp_targets,
-                                          num_expressions, resolution, None).flatten(1)
     for k in range(n_ids):
         rows = id_labels == k
+        if not rows.any():
+            raise ValueError(f"training identity {k} has no frames to measure its reference texture from")
         refs[k] = x[rows].mean(0) - exp_targets[rows].mean(0) @ per_unit
     return refs
 
@@ -97,17 +102,20 @@ def principal_rows(residuals: torch.Tensor, components: int) -> tuple[torch.Tens
 
 @torch.no_grad()
 def fit_appearance_space(g: AppearanceTextureGenerator, x: torch.Tensor, template: torch.Tensor,
-                         id_labels: torch.Tensor, exp_targets: torch.Tensor, neutral: int | None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                         id_labels: torch.Tensor, exp_targets: torch.Tensor, neutral: int | None,
+                         per_unit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fills g's mean and bases; returns the targets: identity coordinates (identities, J) and each texture's change
-    coordinates (N, K)."""
+    coordinates (N, K). Turns x into the changes in place (the quick set's crops are 0.8 GB: no second copy)."""
     cfg = g.cfg
-    refs = references(x, id_labels, exp_targets, neutral, cfg.num_expressions, cfg.max_resolution) - template
+    refs = references(x, id_labels, exp_targets, neutral, per_unit)
+    for k, ref in enumerate(refs):
+        x[id_labels == k] -= ref
+    refs -= template
     g.mean.copy_(refs.mean(0))
     g.identity_basis[:], identity_targets = principal_rows(refs - g.mean, cfg.identity_components)
-    changes = x - template - refs[id_labels]
-    moving = changes.abs().amax(1) > 0  # the references' own rows (a neutral) do not change
-    g.change_basis[:], coords = principal_rows(changes[moving], cfg.change_components)
+    # the references' own rows (a neutral) do not change
+    moving = torch.cat([x[i:i + 256].abs().amax(1) > 0 for i in range(0, len(x), 256)])
+    g.change_basis[:], coords = principal_rows(x[moving], cfg.change_components)
     change_targets = torch.zeros(len(x), cfg.change_components)
     change_targets[moving] = coords
     return identity_targets, change_targets
@@ -123,20 +131,30 @@ def train_appearance(cfg: dict, stored, out_dir: str | Path, resume: bool = Fals
         return run.path
     seed_everything(tcfg.seed)
     images, id_labels, exp_targets = training_textures(stored, data_config(cfg), data_workers)
-    try:
-        x = read_all(images, net_cfg.max_resolution)
-    finally:
-        images.close()
     au = holds_action_units(stored)
-    names = [] if au else list(stored.expression_names)
-    neutral = names.index(NEUTRAL_EXPRESSION) if NEUTRAL_EXPRESSION in names else None
-    template = to_unit_range(stored.template_texture("crop"))[None]
     g = AppearanceTextureGenerator(net_cfg)
-    widen_threads_if_signalled()
-    started = time.perf_counter()
-    identity_targets, change_targets = fit_appearance_space(g, x, template.flatten(), id_labels, exp_targets, neutral)
-    fitted_in = time.perf_counter() - started
-    del x
+    template = to_unit_range(stored.template_texture("crop"))[None]
+    fitted_in = 0.0
+    if state is None:
+        try:
+            x = read_all(images, net_cfg.max_resolution)
+            per_unit = None
+            if au:  # the set's mean change per unit of each action unit (the expression templates' least squares)
+                per_unit = measure_expression_offsets(images, id_labels, exp_targets, net_cfg.num_expressions,
+                                                      net_cfg.max_resolution, None).flatten(1)
+        finally:
+            images.close()
+        names = [] if au else list(stored.expression_names)
+        neutral = names.index(NEUTRAL_EXPRESSION) if NEUTRAL_EXPRESSION in names else None
+        widen_threads_if_signalled()
+        started = time.perf_counter()
+        identity_targets, change_targets = fit_appearance_space(g, x, template.flatten(), id_labels, exp_targets,
+                                                               neutral, per_unit)
+        fitted_in = time.perf_counter() - started
+        del x
+    else:  # the fitted space and its targets come back with the checkpoint: a refit could differ in its signs
+        images.close()
+        identity_targets, change_targets = state["identity_targets"], state["change_targets"]
     z_exp = exp_targets.float() if au else torch.eye(net_cfg.num_expressions)[exp_targets]
     z_ids = identity_codes(net_cfg.num_identities, net_cfg.z_id_dim, shape["cgan"].z_id, shape["cgan"].seed)
     g.to(dev)
@@ -180,7 +198,8 @@ def train_appearance(cfg: dict, stored, out_dir: str | Path, resume: bool = Fals
             sums, tick = {}, time.perf_counter()
         if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == tcfg.steps:
             run.save_checkpoint({"step": step + 1, "epoch": step + 1, "g": g.state_dict(), "opt": opt.state_dict(),
-                                 "schedule": schedule.state_dict()})
+                                 "schedule": schedule.state_dict(), "identity_targets": identity_targets,
+                                 "change_targets": change_targets})
     g = g.cpu().eval()
     write_sample_grid(g, template, sample_codes(net_cfg.num_identities, net_cfg.num_expressions, z_ids,
                                                 net_cfg.z_noise_dim, au), net_cfg.max_resolution,

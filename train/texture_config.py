@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.network_configs import TEXTURE_ARCHITECTURES
 from train.config import ConfigError, model_section, typed_section
 
 NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "expression_templates", "expression_maps", "pixel_bias",
@@ -59,6 +60,9 @@ def texture_section(cfg: dict) -> dict:
     if "train" not in texture:
         raise ConfigError(f"{where}.train: missing")
     architecture = network.get("architecture", "progressive")
+    if architecture not in TEXTURE_ARCHITECTURES:
+        raise ConfigError(f"{where}.network.architecture: expected one of {list(TEXTURE_ARCHITECTURES)}, got "
+                          f"{architecture!r}")
     if architecture == "appearance":
         train = typed_section(texture["train"], AppearanceTrainConfig, f"{where}.train")
         if train.steps < 1 or train.batch_identities < 1 or train.lr <= 0:
