@@ -189,8 +189,13 @@ class TextureNetConfig:
         return 3 * (1 + self.num_expressions) if self.expression_maps else 3
 
     def to_dict(self) -> dict:
-        return {"format_version": TEXTURE_FORMAT_VERSION,
-                **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
+        """The oldest format version that holds this config: a progressive model is written as version 2, without
+        the appearance fields, so a facecam of before version 3 still reads it."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        version = TEXTURE_FORMAT_VERSION if self.is_appearance else 2
+        for name in (n for since, names in _TEXTURE_FIELDS_SINCE.items() if since > version for n in names):
+            del out[name]
+        return {"format_version": version, **out}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TextureNetConfig":

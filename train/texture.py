@@ -360,6 +360,9 @@ def open_texture_run(cfg: dict, stored, out_dir: str | Path, resume: bool, devic
 def train_texture(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
                   progress: bool = True, data_workers: int | None = None) -> Path:
     """data_workers: processes synthesising crops for a set that stores none (default: one per core but one)."""
+    if texture_section(cfg)["network"].get("architecture") == "appearance":
+        raise ValueError("train_texture trains the progressive architecture; the appearance one trains with "
+                         "train.texture_run.train_texture_model (`python -m train texture` chooses)")
     shape, tcfg, net_cfg, run, state, place, dev = open_texture_run(cfg, stored, out_dir, resume, device)
     if finished_already(run, state, sum(length for *_, length in phase_epochs(net_cfg, tcfg)),
                         ("texture.safetensors", "texture_discriminator.safetensors", "template_crop.png",
