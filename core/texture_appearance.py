@@ -22,7 +22,7 @@ from torch import nn
 
 from .network_configs import TextureNetConfig
 from .shape_networks import mlp
-from .texture_networks import latent
+from .texture_networks import TextureGenerator, latent
 
 
 class AppearanceTextureGenerator(nn.Module):
@@ -67,7 +67,4 @@ class AppearanceTextureGenerator(nn.Module):
 
 def texture_generator(cfg: TextureNetConfig) -> nn.Module:
     """The generator module of a texture config's architecture."""
-    if cfg.is_appearance:
-        return AppearanceTextureGenerator(cfg)
-    from .texture_networks import TextureGenerator
-    return TextureGenerator(cfg)
+    return AppearanceTextureGenerator(cfg) if cfg.is_appearance else TextureGenerator(cfg)
