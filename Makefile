@@ -9,7 +9,11 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 BLENDER_VERSIONS := 4.2.23 4.5.15 5.0.1
 BLENDER_STAMPS := $(foreach v,$(BLENDER_VERSIONS),.venv-blender-$(v)/.installed)
 
-.PHONY: demo test setup blender-venvs clean-outputs
+# What the tests check glTF files with (the Khronos validator, three.js's GLTFLoader): npm packages pinned by
+# tools/gltf/package-lock.json.
+GLTF_TOOLS := tools/gltf/node_modules/.installed
+
+.PHONY: demo test setup blender-venvs gltf-tools clean-outputs
 
 setup: $(STAMP)
 
@@ -31,7 +35,13 @@ blender-venvs: $(BLENDER_STAMPS)
 demo: $(STAMP) .venv-blender-5.0.1/.installed
 	$(PY) -m train demo --config quick
 
-test: $(STAMP) $(BLENDER_STAMPS)
+gltf-tools: $(GLTF_TOOLS)
+
+$(GLTF_TOOLS): tools/gltf/package-lock.json
+	npm ci --prefix tools/gltf --no-audit --no-fund --silent
+	touch $@
+
+test: $(STAMP) $(BLENDER_STAMPS) $(GLTF_TOOLS)
 	$(PY) -m pytest -q -rf --durations=12
 
 clean-outputs:

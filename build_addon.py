@@ -164,15 +164,14 @@ def model_files(folder: Path) -> list[tuple[Path, str]]:
     """(source file, path inside the zip) for a model folder written by `python -m train export`: what generation
     reads, and its model card (what it was trained on, its license)."""
     import json
-    from core.face_model import GENERATION_FILES, TEXTURE_FILE
+    from core.face_model import generation_files
     config = folder / "config.json"
     if not config.is_file():
         raise SystemExit(f"--model {folder}: no config.json; expected a folder written by `python -m train export`")
     try:
-        texture = json.loads(config.read_text()).get("texture")
+        names = [*generation_files(json.loads(config.read_text())), "README.md"]
     except ValueError as e:
         raise SystemExit(f"--model {folder}: config.json is not JSON ({e})") from None
-    names = [*GENERATION_FILES, *([TEXTURE_FILE] if texture else []), "README.md"]
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise SystemExit(f"--model {folder}: missing {', '.join(missing)}; export the model again")

@@ -103,7 +103,7 @@ def paper_run(num_identities: int, dev: str, epochs: int) -> str:
     from train import runs
     from train.baselines import PCAModel
     from train.data.synthetic_sets import SyntheticFaceScape
-    from train.evaluate import load_sae, vertex_errors_mm
+    from train.shape_runs import load_sae, vertex_errors_mm
     from train.sae import train_sae
 
     cfg = load_config("paper")

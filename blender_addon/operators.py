@@ -9,7 +9,8 @@ import traceback
 
 import bpy
 
-from . import model_session, preview_render, shape_keys, texture_jobs
+from . import arkit, model_session, preview_render, shape_keys, texture_jobs
+from .core.live_link import read_take
 from .core.names import SEED_MAX
 from .scene_mesh import FACE_TAG, is_face, write_face
 
@@ -19,7 +20,7 @@ def reporting(execute):
     def wrapped(self, context):
         try:
             return execute(self, context)
-        except (model_session.SessionError, ValueError, OSError) as e:
+        except (model_session.SessionError, ValueError, OSError) as e:  # core.live_link.TakeError is a ValueError
             self.report({"ERROR"}, str(e))
         except Exception as e:  # a bug: still a report, the traceback goes to the console for the bug report
             traceback.print_exc()
@@ -81,6 +82,13 @@ def _set_faces(model, s: dict, intensity: float):
                                          texture=False)
 
 
+def _rig_keys(model, s: dict):
+    """(the face at rest, ARKit names, the face at each key's weight 1) of the identity in s."""
+    neutral = model.neutral_face(s["identity_seed"], s["noise_seed"], texture=False).vertices
+    names, shapes = model.arkit_key_shapes(neutral)
+    return neutral, names, shapes
+
+
 def generate_into(context, obj, model):
     """Generate the sidebar's face into obj (None: a new object). A face with baked keys keeps them, re-baked for
     the new identity, and rests at its neutral face; when its sweep is of the chosen expression, the sweep control
@@ -95,6 +103,7 @@ def generate_into(context, obj, model):
     sweep_faces = _sweep_faces(model, s, sweep["expression"], sweep["levels"]) if sweep else None
     set_faces = _set_faces(model, s, expression_set["intensity"]) if expression_set else None
     control = obj.get(shape_keys.CONTROL, 0.0) if sweep else None
+    rig_keys = _rig_keys(model, s) if arkit.baked_rig(obj) and model.has_arkit_rig else None
     obj = write_face(context, obj, face, model.units, name=f"facecam {s['identity_seed']}")
     if sweep_faces:
         shape_keys.bake_sweep(obj, *sweep_faces, sweep["levels"], sweep["label"], model.units, sweep["expression"])
@@ -103,6 +112,8 @@ def generate_into(context, obj, model):
     if set_faces:
         shape_keys.bake_expression_set(obj, *set_faces, model.expression_names, expression_set["intensity"],
                                        model.units)
+    if rig_keys is not None:
+        arkit.bake_arkit_rig(obj, *rig_keys, model.units, model.rig.cfg.missing)
     obj[FACE_TAG] = json.dumps(s)
     if settings.use_texture and model.has_texture:
         texture_jobs.request(obj, s)
@@ -258,5 +269,72 @@ class FACECAM_OT_render_preview(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FACECAM_OT_bake_arkit_rig(bpy.types.Operator):
+    bl_idname = "facecam.bake_arkit_rig"
+    bl_label = "Bake ARKit Rig"
+    bl_description = ("This face's own ARKit rig as shape keys named as Apple spells them (eyeBlinkLeft, jawOpen, ...): "
+                      "on a facecam face, or on a selected mesh in ICT-FaceKit's topology (replaces an earlier rig)")
+    bl_options = {"REGISTER", "UNDO"}
+
+    @reporting
+    def execute(self, context):
+        model = load_model(context)
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            raise ValueError("Select a facecam face, or a mesh in ICT-FaceKit's topology, first")
+        if not model.has_arkit_rig:
+            raise ValueError(f"The model {model.name} has no ARKit rig; choose a model exported with one")
+        if is_face(obj):
+            neutral, names, keys = _rig_keys(model, face_settings(obj))
+        else:
+            count, needed = len(obj.data.vertices), model.rig.cfg.num_vertices
+            if count != needed:
+                raise ValueError(f"'{obj.name}' has {count} vertices; the ARKit rig needs a mesh in ICT-FaceKit's "
+                                 f"topology ({needed} vertices)")
+            neutral = arkit.rest_vertices(obj, model.units)
+            names, keys = model.arkit_key_shapes(neutral)
+        written = arkit.bake_arkit_rig(obj, neutral, names, keys, model.units, model.rig.cfg.missing)
+        missing = ", ".join(model.rig.cfg.missing)
+        self.report({"INFO"}, f"facecam: {len(written)} ARKit keys on {obj.name}" +
+                    (f" (no {missing}: see the add-on's notes)" if missing else ""))
+        return {"FINISHED"}
+
+
+class FACECAM_OT_import_live_link(bpy.types.Operator):
+    bl_idname = "facecam.import_live_link"
+    bl_label = "Import Live Link Face CSV"
+    bl_description = ("Keyframe the active object's ARKit keys from a Live Link Face take (CSV), from the scene's "
+                      "start frame at the scene's frame rate")
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.csv", options={"HIDDEN"})
+    take_fps: bpy.props.FloatProperty(name="Take Frame Rate", default=0.0, min=0.0, max=240.0,
+                                      description="The app's frame rate its timecodes count in (0: the take's own, "
+                                                  "read from its timecodes)")
+    swap_left_right: bpy.props.BoolProperty(name="Swap Mouth/Jaw Left-Right", default=False,
+                                            description="Swap the mouth and jaw Left/Right columns (some app versions "
+                                                        "record them mirrored)")
+    first_frame_neutral: bpy.props.BoolProperty(name="First Frame as Neutral", default=False,
+                                                description="Subtract the first frame's weights from every frame")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    @reporting
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            raise ValueError("Select the face whose ARKit rig the take should drive")
+        take = read_take(self.filepath, self.take_fps or None, self.swap_left_right, self.first_frame_neutral)
+        done = arkit.import_take(context, obj, take)
+        extra = f"; not in the rig: {', '.join(done['not_in_rig'])}" if done["not_in_rig"] else ""
+        self.report({"INFO"}, f"facecam: {take.report()}; keyed {len(done['keyed'])} keys on frames "
+                              f"{done['first_frame']:.0f}-{done['last_frame']:.0f}{extra}")
+        return {"FINISHED"}
+
+
 CLASSES = (FACECAM_OT_load_model, FACECAM_OT_download_weights, FACECAM_OT_random_identity,
-           FACECAM_OT_generate_face, FACECAM_OT_bake_sweep, FACECAM_OT_bake_expressions, FACECAM_OT_render_preview)
+           FACECAM_OT_generate_face, FACECAM_OT_bake_sweep, FACECAM_OT_bake_expressions, FACECAM_OT_bake_arkit_rig,
+           FACECAM_OT_import_live_link, FACECAM_OT_render_preview)

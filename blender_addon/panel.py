@@ -70,6 +70,14 @@ class VIEW3D_PT_facecam(bpy.types.Panel):
         row.operator("facecam.bake_expressions")
 
         box = layout.box()
+        box.label(text="ARKit rig")
+        box.operator("facecam.bake_arkit_rig", icon="SHAPEKEY_DATA")
+        box.operator("facecam.import_live_link", icon="IMPORT")
+        if model is not None and model.has_arkit_rig and model.rig.cfg.missing:
+            box.label(text="No " + ", ".join(model.rig.cfg.missing) + ": ICT-FaceKit has no tongue shape",
+                      icon="INFO")
+
+        box = layout.box()
         row = box.row(align=True)
         row.prop(settings, "preview_resolution")
         row.prop(settings, "preview_samples")

@@ -58,7 +58,7 @@ def set_neutral_basis(obj, neutral, units: str) -> None:
     set_vertices(obj, neutral, units)  # the mesh and its basis key
 
 
-def _add_key(obj, name: str, face, units: str):
+def add_key(obj, name: str, face, units: str):
     """A key holding face, value 0 (shape_key_add starts keys at 1). Blender renames a clashing name ("x.001"):
     callers record key.name, so removing one bake never removes another's key."""
     key = obj.shape_key_add(name=name, from_mix=False)
@@ -96,7 +96,7 @@ def bake_sweep(obj, neutral, faces, levels: list[float], label: str, units: str,
     obj.id_properties_ui(CONTROL).update(min=0.0, max=control_maximum(levels), soft_min=0.0, soft_max=levels[-1],
                                         description=f"Intensity of {label}: walks the baked sweep keys")
     for level, face, expr in zip(levels, faces, hat_expressions(levels)):
-        key = _add_key(obj, intensity_key(label, level), face, units)
+        key = add_key(obj, intensity_key(label, level), face, units)
         names.append(key.name)
         last, second_last = level == levels[-1], len(levels) > 1 and level == levels[-2]
         key.slider_min = -WEIGHT_LIMIT if second_last else 0.0  # the extrapolating pair (module docstring)
@@ -118,7 +118,7 @@ def bake_expression_set(obj, neutral, faces, labels: list[str], intensity: float
     set_neutral_basis(obj, neutral, units)
     names = []
     for label, face in zip(labels, faces):
-        key = _add_key(obj, intensity_key(label, intensity), face, units)
+        key = add_key(obj, intensity_key(label, intensity), face, units)
         names.append(key.name)
         key.slider_min, key.slider_max = 0.0, WEIGHT_LIMIT
     obj[SET_TAG] = json.dumps({"intensity": intensity, "labels": labels, "keys": names})

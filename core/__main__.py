@@ -7,6 +7,8 @@
     python -m core generate --model ... --seed 7 --expression 2 --out face.glb     # binary glTF (2 = 2_smile)
     python -m core generate --model ... --seed 7 --expression 2_smile --sweep 0.5 1 2 --out sweep.glb
                                         # one mesh at intensity 0 with a morph target per intensity (its texture)
+    python -m core generate --model ... --seed 7 --arkit-rig --out face.glb
+                                        # the face at rest with its own ARKit rig: 51 morph targets, Apple's names
 
 --model is a model folder, "owner/name@<commit sha>", or a name from weights_manifest.json. Files are in metres
 (glTF always; OBJ unless --units says cm or mm, and its header names the unit), with vertex normals.
@@ -14,12 +16,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import numpy as np
 from pathlib import Path
 
-from .atomic import write_png_atomic, write_text_atomic
+from .atomic import atomic_path, write_png_atomic, write_text_atomic
 from .backends import BACKENDS
 from .face_model import Face, FaceModel
 from .coordinates import UNIT_TO_METRES, metres_per_unit
@@ -90,9 +93,13 @@ def build_parser(expression_names: list[str] | None = None) -> argparse.Argument
     gen.add_argument("--model", required=True, help="model folder, owner/name@<commit sha>, or a manifest name")
     gen.add_argument("--seed", type=_seed, default=0, help=f"identity seed, 0..{SEED_MAX}")
     gen.add_argument("--noise-seed", type=_seed, default=0, help=f"noise seed, 0..{SEED_MAX}")
-    gen.add_argument("--expression", required=True,
+    gen.add_argument("--expression",
                      help="the expression: its name (2_smile), its number (2, as in FaceScape's 1-based names: "
-                          "1 = 1_neutral) or its name without the number (smile)")
+                          "1 = 1_neutral) or its name without the number (smile); required unless --arkit-rig")
+    gen.add_argument("--arkit-rig", action="store_true",
+                     help="the face at rest with its own learned ARKit rig: in a .glb, one morph target per key named "
+                          "as Apple spells them (eyeBlinkLeft, jawOpen, ...); beside an .obj, NAME_arkit.npz (names, "
+                          "offsets in the OBJ's units)")
     how_much = gen.add_mutually_exclusive_group()
     how_much.add_argument("--intensity", type=float, default=1.0,
                           help=f"0..{MAX_INTENSITY:g}: the displacement from the neutral face in units of the trained "
@@ -126,6 +133,35 @@ def _model_names(argv: list[str]) -> list[str] | None:
         return None
 
 
+def _write_rig(args, out: Path) -> int:
+    """--arkit-rig: the identity's face at rest, with its keys as glTF morph targets or an npz beside the OBJ."""
+    if args.expression or args.sweep:
+        raise ValueError("--arkit-rig writes the face at rest with its ARKit keys: leave out --expression and --sweep")
+    model = FaceModel.from_pretrained(args.model, backend=args.backend, device=args.device)
+    if model.backend_note:
+        print(f"note: {model.backend_note}", file=sys.stderr)
+    units = model.config.get("units", "cm")
+    face = model.neutral_face(args.seed, args.noise_seed, texture=not args.no_texture)
+    names, keys = model.arkit_keys(face.vertices)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".glb":
+        write_glb(out, face, [dataclasses.replace(face, vertices=face.vertices + k) for k in keys], names, units)
+        print(out)
+    else:
+        for written in write_face_obj(face, out, units, args.units):
+            print(written)
+        rig_path = out.with_name(f"{out.stem}_arkit.npz")
+        with atomic_path(rig_path) as tmp:
+            np.savez(tmp, names=np.array(names), offsets=keys * np.float32(metres_per_unit(units) /
+                                                                             metres_per_unit(args.units)),
+                     units=np.array(args.units))
+        print(rig_path)
+    missing = model.rig.cfg.missing
+    if missing:
+        print("note: " + "; ".join(f"no {k} key ({why})" for k, why in missing.items()), file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     names = _model_names(argv) if {"-h", "--help"} & set(argv) else None
@@ -137,6 +173,10 @@ def main(argv=None) -> int:
         if out.suffix.lower() == ".glb" and args.units != "m":
             raise ValueError(f"--units {args.units}: glTF positions are metres by the glTF specification; --units "
                              "applies to OBJ files")
+        if args.arkit_rig:
+            return _write_rig(args, out)
+        if not args.expression:
+            raise ValueError("--expression: required (or --arkit-rig for the face at rest with its ARKit keys)")
         intensities = args.sweep or [args.intensity]
         bad = [a for a in intensities if not 0 <= a <= MAX_INTENSITY]
         if bad:

@@ -17,3 +17,9 @@ def y_up_to_z_up_metres(vertices: np.ndarray, units: str) -> np.ndarray:
     """(V, 3) y-up vertices in `units` -> (V, 3) float32 z-up metres, facing -y (Blender's front view)."""
     v = np.asarray(vertices, dtype=np.float32) * np.float32(metres_per_unit(units))
     return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+
+
+def z_up_metres_to_y_up(vertices: np.ndarray, units: str) -> np.ndarray:
+    """The inverse of y_up_to_z_up_metres: (V, 3) z-up metres (Blender's) -> (V, 3) float32 y-up vertices in `units`."""
+    v = np.asarray(vertices, dtype=np.float32).reshape(-1, 3) / np.float32(metres_per_unit(units))
+    return np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=1)

@@ -9,6 +9,7 @@ A model folder (written by `python -m train export`) holds:
                          materials; grouped into parts: skin, sclera, iris, teeth, ... by core.template)
   template_texture.png   the template albedo over the whole UV tile
   texture.safetensors    the texture generator (absent for a shape-only model)
+  arkit_rig.safetensors  the learned ARKit rig (core.arkit_rig; config.json: arkit_rig), absent for a model without
   README.md              the model card (not needed to generate)
 
 Intensity (see core/shape_control.py): `intensity_mode` "calibrated" (the default) makes a face at intensity alpha the
@@ -38,6 +39,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, hub
+from .arkit_rig import ARKitRig, RigConfig, RigFormatError
 from .backends import make_backend
 from .intensity import INTENSITY_MODES, blend_terms
 from .model_files import ModelFormatError, read_tensors
@@ -52,9 +54,16 @@ FORMAT_VERSION = 1
 FORMAT_READERS = {1: "0.1.0 and later"}
 GENERATION_FILES = ("config.json", "shape.safetensors", "template.safetensors", "template_texture.png")
 TEXTURE_FILE = "texture.safetensors"
+RIG_FILE = "arkit_rig.safetensors"
 TEMPLATE_TENSORS = ("polygon_sizes", "polygon_vertices", "polygon_uv_indices", "uvs")
 
 __all__ = ["FORMAT_VERSION", "Face", "FaceModel", "ModelFormatError"]
+
+
+def generation_files(config: dict) -> list[str]:
+    """The files of a model folder that generation reads, config.json first, for its config."""
+    return (list(GENERATION_FILES) + ([TEXTURE_FILE] if config.get("texture") else [])
+            + ([RIG_FILE] if config.get("arkit_rig") else []))
 
 
 @dataclass
@@ -126,13 +135,14 @@ class FaceModel:
             self.shape_cfg = ShapeNetConfig.from_dict(self.config["shape"])
             self.texture_cfg = (TextureNetConfig.from_dict(self.config["texture"]) if self.config.get("texture")
                                 else None)
+            self.rig_cfg = RigConfig.from_dict(self.config["arkit_rig"]) if self.config.get("arkit_rig") else None
             self.name = str(self.config["name"])
             self.expression_names = list(self.config["expressions"])
             self.z_id_kind = self.config["z_id"]
             self.crop_window = tuple(self.config["texture_window"])
             self.units = str(self.config.get("units", "cm"))
             self.license = str(self.config.get("license", "unknown"))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError) as e:  # RigFormatError is a ValueError
             raise ModelFormatError(f"{config_path}: {type(e).__name__}: {e}") from None
         if len(self.expression_names) != self.shape_cfg.num_expressions:
             raise ModelFormatError(f"{config_path}: {len(self.expression_names)} expression names for "
@@ -160,7 +170,7 @@ class FaceModel:
         config.json, else the expression whose name ends in 'neutral'; a model with none falls back to zeros,
         the paper's intensity 0)."""
         z = np.zeros(self.shape_cfg.num_expressions, np.float32)
-        if self.au_model:
+        if self.shape_cfg.weight_conditioned:
             return z
         name = self.config.get("neutral_expression") or next(
             (n for n in self.expression_names if n.lower().endswith("neutral")), None)
@@ -199,6 +209,17 @@ class FaceModel:
         self._texture_tensors = None
         if self.texture_cfg is not None:
             self._texture_tensors = read_tensors(path(TEXTURE_FILE), texture_tensor_shapes(self.texture_cfg))
+        self.rig = None
+        if self.rig_cfg is not None:
+            rig_path = Path(path(RIG_FILE))
+            if self.rig_cfg.num_vertices != cfg.num_vertices:
+                raise ModelFormatError(f"{path('config.json')}: arkit_rig.num_vertices {self.rig_cfg.num_vertices}, "
+                                       f"the shape model has {cfg.num_vertices}")
+            try:
+                self.rig = ARKitRig(self.rig_cfg, read_tensors(rig_path, self.rig_cfg.tensor_shapes(),
+                                                               indices=RigConfig.INDICES))
+            except RigFormatError as e:
+                raise ModelFormatError(f"{rig_path}: {e}", rig_path) from None
 
     @property
     def has_texture(self) -> bool:
@@ -269,7 +290,7 @@ class FaceModel:
             config = json.loads(Path(config_path).read_text())
         except (OSError, ValueError) as e:
             raise ModelFormatError(f"{config_path}: cannot read the model config ({e})", Path(config_path)) from None
-        return list(GENERATION_FILES) + ([TEXTURE_FILE] if config.get("texture") else [])
+        return generation_files(config)
 
     # --- codes -------------------------------------------------------------------------------------------------
 
@@ -303,7 +324,7 @@ class FaceModel:
         """(z_exp, weight) pairs whose weighted meshes (and texture crops) add up to the face at `intensity`."""
         if self.intensity_mode == "paper":
             return [(self.expression_code(expression, intensity), 1.0)]
-        if self.au_model or not isinstance(expression, dict):  # one code: an expression, or an AU combination
+        if self.shape_cfg.weight_conditioned or not isinstance(expression, dict):  # one code: an expression, or weights
             return blend_terms(self._neutral, [(self.expression_code(expression, 1.0), 1.0)], intensity)
         return blend_terms(self._neutral, [(self.expression_code(k, 1.0), float(w)) for k, w in expression.items()],
                            intensity)
@@ -435,6 +456,38 @@ class FaceModel:
         rows = [(self.identity_code(identity_seed), self.noise_code(noise_seed), None, self._terms(expression,
                                                                                                    intensity))]
         return self._render(rows, texture=True, shape=False)[1][0]
+
+    # --- ARKit rig ---------------------------------------------------------------------------------------------
+
+    @property
+    def has_arkit_rig(self) -> bool:
+        return self.rig is not None
+
+    def _require_rig(self) -> ARKitRig:
+        if self.rig is None:
+            raise ValueError(f"model {self.name} has no ARKit rig (its folder has no {RIG_FILE}); export one trained "
+                             f"with `python -m train arkit-rig`")
+        return self.rig
+
+    def neutral_face(self, identity_seed: int, noise_seed: int = 0, texture: bool = True) -> Face:
+        """The identity's face at rest: the neutral expression (an action-unit model: no unit active)."""
+        z_id, z_noise = self.identity_code(identity_seed), self.noise_code(noise_seed)
+        vertices, textures = self._render([(z_id, z_noise, None, [(self._neutral, 1.0)])], texture)
+        return self._face(vertices[0], None if textures is None else textures[0],
+                          self._meta(identity_seed=int(identity_seed), noise_seed=int(noise_seed), expression="neutral",
+                                     intensity=0.0))
+
+    def arkit_keys(self, neutral: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+        """(ARKit names, (K, V, 3) float32 keys): this face's own rig, each key its offset from `neutral` at weight 1,
+        for any mesh in the model's topology (a facecam face at rest, a registered scan, an ICT-FaceKit face)."""
+        rig = self._require_rig()
+        return rig.names, rig.keys(neutral)
+
+    def arkit_key_shapes(self, neutral: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+        """(ARKit names, (K, V, 3) float32): the face at each key's weight 1 (arkit_keys added to neutral), as shape
+        keys hold them."""
+        rig = self._require_rig()
+        return rig.names, rig.key_shapes(neutral)
 
     def _face(self, vertices: np.ndarray, texture: np.ndarray | None, metadata: dict) -> Face:
         return Face(vertices.astype(np.float32), self.polygon_sizes, self.polygon_vertices, self.polygon_uv_indices,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .coordinates import y_up_to_z_up_metres
+from .coordinates import y_up_to_z_up_metres, z_up_metres_to_y_up
 
 
 def z_up_positions(vertices: np.ndarray, units: str) -> np.ndarray:
@@ -30,3 +30,18 @@ def rgba_bottom_up(texture: np.ndarray) -> np.ndarray:
     rgba = np.ones((h, w, 4), np.float32)
     rgba[..., :3] = texture[::-1] / np.float32(255)
     return rgba.ravel()
+
+
+def float_buffer(count: int) -> np.ndarray:
+    """(count,) float32 for foreach_get."""
+    return np.empty(count, np.float32)
+
+
+def model_positions(flat: np.ndarray, units: str) -> np.ndarray:
+    """Flat z-up metres (Blender's, from foreach_get) -> (V, 3) y-up vertices in the model's units."""
+    return z_up_metres_to_y_up(flat, units)
+
+
+def filled(count: int, value: int) -> np.ndarray:
+    """(count,) int32 of one value (an enum's value for every keyframe, say)."""
+    return np.full(count, value, np.int32)

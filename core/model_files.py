@@ -94,31 +94,35 @@ def read_header(path: Path) -> tuple[dict, int]:
 
 
 FLOATS = ("F64", "F32", "F16", "BF16")
+INTEGERS = ("I64", "I32", "I16", "I8", "U8")
 
 
-def check_shapes(path: Path, entries: dict, expected: dict[str, tuple[int, ...]]) -> None:
+def check_shapes(path: Path, entries: dict, expected: dict[str, tuple[int, ...]], indices: tuple[str, ...] = ()
+                 ) -> None:
     """Every tensor `expected` names is in the header with that shape and a floating-point dtype (they are network
-    weights); else a ModelFormatError naming it."""
+    weights; those named in `indices` an integer one); else a ModelFormatError naming it."""
     for name, shape in expected.items():
         if name not in entries:
             raise ModelFormatError(f"{path}: missing tensor {name!r}", path)
-        if entries[name]["dtype"] not in FLOATS:
-            raise ModelFormatError(f"{path}: tensor {name!r} has dtype {entries[name]['dtype']}, network weights are "
-                                   f"floating point ({', '.join(FLOATS)})", path)
+        kinds, what = (INTEGERS, "indices are integers") if name in indices else (FLOATS, "network weights are "
+                                                                                          "floating point")
+        if entries[name]["dtype"] not in kinds:
+            raise ModelFormatError(f"{path}: tensor {name!r} has dtype {entries[name]['dtype']}, {what} "
+                                   f"({', '.join(kinds)})", path)
         if entries[name]["shape"] != tuple(shape):
             raise ModelFormatError(f"{path}: tensor {name!r} has shape {entries[name]['shape']}, the config says "
                                    f"{tuple(shape)}", path)
 
 
 def read_tensors(path: str | Path, expected: dict[str, tuple[int, ...]] | None = None,
-                 optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+                 optional: tuple[str, ...] = (), indices: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The tensors of a safetensors file as numpy arrays (floating ones as float32, the others as stored): those
     `expected` names, checked against their shapes first, plus any of `optional` present; with `expected` None,
     those of `optional` present, or all of them when `optional` is empty too."""
     path = Path(path)
     entries, start = read_header(path)
     if expected is not None:
-        check_shapes(path, entries, expected)
+        check_shapes(path, entries, expected, indices)
         names = [*expected, *(n for n in optional if n in entries and n not in expected)]
     else:
         names = [n for n in optional if n in entries] if optional else list(entries)

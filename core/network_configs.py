@@ -11,12 +11,17 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 
+SHAPE_LABELS = ("classes", "au_intensities", "arkit_weights")
+
+
 @dataclass(frozen=True)
 class ShapeNetConfig:
     num_vertices: int
     num_identities: int  # identity classes of the training set
     num_expressions: int  # expression classes, or action units for an AU model
-    expression_labels: str = "classes"  # "classes" (one-hot, cross-entropy) or "au_intensities" (regression)
+    # "classes" (one-hot, cross-entropy), or a weight vector per frame (regression): "au_intensities" (action-unit
+    # intensities / 5) or "arkit_weights" (ARKit blendshape weights)
+    expression_labels: str = "classes"
     code_dim: int | None = None  # MeshCoder output size; None = all 3V coordinates
     id_encoder: tuple[int, ...] = (1024, 512)
     exp_encoder: tuple[int, ...] = (1024, 512)
@@ -40,8 +45,9 @@ class ShapeNetConfig:
     expression_sees_identity: bool = False
 
     def __post_init__(self):
-        if self.expression_labels not in ("classes", "au_intensities"):
-            raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
+        if self.expression_labels not in SHAPE_LABELS:
+            raise ValueError(f"expression_labels must be one of {', '.join(map(repr, SHAPE_LABELS))}, got "
+                             f"{self.expression_labels!r}")
         for name in ("num_vertices", "num_identities", "num_expressions", "id_dim", "exp_dim", "z_id_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ShapeNetConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -49,6 +55,11 @@ class ShapeNetConfig:
     @property
     def input_dim(self) -> int:
         return self.code_dim or 3 * self.num_vertices
+
+    @property
+    def weight_conditioned(self) -> bool:
+        """Whether z_exp is a weight vector (action units, ARKit) rather than a one-hot expression class."""
+        return self.expression_labels != "classes"
 
     @property
     def z_exp_dim(self) -> int:

@@ -1,18 +1,20 @@
 """Run in a fresh Blender (bpy) process by tests/test_blender_addon.py: installs the extension zip and drives the
 add-on as a user would, recording what it sees. Prints one line "RESULT {json}".
 
-argv: zip path, textured model folder, AU model folder, hub endpoint, hub repo "owner/name@sha", output folder
+argv: zip path, textured model folder, AU model folder, hub endpoint, hub repo "owner/name@sha", output folder, the
+textured model exported with an ARKit rig, a folder of Live Link Face takes (take.csv and broken ones, bad_*.csv)
 """
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import bpy  # first: addon_utils is on the path only once bpy is imported
 import addon_utils
 import numpy as np
 
-zip_path, model_dir, au_dir, endpoint, hub_repo, out_dir = sys.argv[-6:]
+zip_path, model_dir, au_dir, endpoint, hub_repo, out_dir, rig_dir, takes_dir = sys.argv[-8:]
 out = {}
 MODULE = "bl_ext.user_default.facecam"
 
@@ -296,6 +298,92 @@ au_obj = bpy.context.active_object
 out["au_vertex_error"] = float(np.abs(mesh_co(au_obj) - coords.y_up_to_z_up_metres(au_face.vertices,
                                                                                    au_model.units)).max())
 bpy.ops.wm.save_as_mainfile(filepath=str(Path(out_dir) / "scene.blend"))
+
+# --- the ARKit rig: baked on a facecam face, re-baked, on a mesh brought in ICT's topology; a Live Link Face take ---
+prefs.folder = rig_dir
+out["load_rig"] = call(bpy.ops.facecam.load_model)
+rig_model = session.current()
+for o in bpy.context.view_layer.objects.selected:
+    o.select_set(False)
+settings.identity_seed, settings.noise_seed, settings.intensity = 5, 1, 1.0
+out["generate_for_rig"] = call(bpy.ops.facecam.generate_face)
+face_obj = bpy.context.active_object
+materials_before = [m.name for m in face_obj.data.materials]
+started = time.perf_counter()
+out["bake_rig"] = call(bpy.ops.facecam.bake_arkit_rig)
+out["bake_rig_seconds"] = time.perf_counter() - started
+blocks = face_obj.data.shape_keys.key_blocks
+out["rig_keys"] = [(k.name, k.value, k.slider_min, k.slider_max) for k in blocks]
+rest = rig_model.neutral_face(5, 1, texture=False).vertices
+rig_names, rig_shapes = rig_model.arkit_key_shapes(rest)
+out["rig_key_error"] = max(float(np.abs(key_co(blocks[n]) - coords.y_up_to_z_up_metres(v, rig_model.units)).max())
+                           for n, v in zip(rig_names, rig_shapes))
+out["rig_basis_error"] = float(np.abs(key_co(blocks[0]) - coords.y_up_to_z_up_metres(rest, rig_model.units)).max())
+out["rig_materials_kept"] = [m.name for m in face_obj.data.materials] == materials_before
+out["rebake_rig"] = call(bpy.ops.facecam.bake_arkit_rig)
+out["rebake_rig_keys"] = [k.name for k in face_obj.data.shape_keys.key_blocks]
+settings.identity_seed = 6
+out["regenerate_rigged"] = call(bpy.ops.facecam.generate_face)
+rest6 = rig_model.neutral_face(6, 1, texture=False).vertices
+_, shapes6 = rig_model.arkit_key_shapes(rest6)
+out["regenerated_rig_error"] = float(np.abs(key_co(face_obj.data.shape_keys.key_blocks["jawOpen"])
+                                            - coords.y_up_to_z_up_metres(shapes6[rig_names.index("jawOpen")],
+                                                                         rig_model.units)).max())
+# a mesh someone brings in ICT-FaceKit's topology (here: a facecam face at rest, without facecam's record), and one
+# that is not
+brought = bpy.data.objects.new("brought scan", bpy.data.meshes.new("brought scan"))
+bpy.context.collection.objects.link(brought)
+brought.data.from_pydata(coords.y_up_to_z_up_metres(rest6, rig_model.units).tolist(), [],
+                         [p.vertices[:] for p in face_obj.data.polygons])
+for o in bpy.context.view_layer.objects.selected:
+    o.select_set(False)
+bpy.context.view_layer.objects.active = brought
+brought.select_set(True)
+out["bake_brought"] = call(bpy.ops.facecam.bake_arkit_rig)
+out["brought_rig_error"] = float(np.abs(key_co(brought.data.shape_keys.key_blocks["jawOpen"])
+                                        - key_co(face_obj.data.shape_keys.key_blocks["jawOpen"])).max())
+bpy.ops.mesh.primitive_cube_add()
+cube = bpy.context.active_object
+out["bake_cube"] = call(bpy.ops.facecam.bake_arkit_rig)
+out["cube_untouched"] = cube.data.shape_keys is None
+# a user's own key with an ARKit name blocks the bake (nothing changed)
+user_obj = bpy.data.objects.new("user rig", brought.data.copy())
+bpy.context.collection.objects.link(user_obj)
+user_obj.shape_key_clear()
+user_obj.shape_key_add(name="Basis")
+user_obj.shape_key_add(name="jawOpen")
+bpy.context.view_layer.objects.active = user_obj
+out["bake_over_user_keys"] = call(bpy.ops.facecam.bake_arkit_rig)
+out["user_keys_kept"] = [k.name for k in user_obj.data.shape_keys.key_blocks]
+
+# the take: keyframes at the scene's frame rate, columns matched without case, quirks handled
+scene = bpy.context.scene
+scene.render.fps, scene.render.fps_base, scene.frame_start = 24, 1.0, 10
+bpy.context.view_layer.objects.active = face_obj
+actions_before = len(bpy.data.actions)
+for name in sorted(os.listdir(takes_dir)):
+    if name.startswith("bad_"):
+        out[f"import_{name}"] = call(bpy.ops.facecam.import_live_link, filepath=str(Path(takes_dir) / name))
+out["bad_takes_wrote_nothing"] = len(bpy.data.actions) == actions_before and \
+    face_obj.data.shape_keys.animation_data is None
+out["import_take"] = call(bpy.ops.facecam.import_live_link, filepath=str(Path(takes_dir) / "take.csv"),
+                          swap_left_right=True)
+expected = json.loads((Path(takes_dir) / "take.json").read_text())
+sampled = {}
+for frame in expected["frames"]:
+    whole = int(np.floor(frame))
+    scene.frame_set(whole, subframe=frame - whole)
+    sampled[str(frame)] = {n: face_obj.data.shape_keys.key_blocks[n].value for n in expected["keys"]} | \
+        {r: face_obj.get("livelink_" + r) for r in expected["rotations"]}
+out["take_sampled"] = sampled
+out["take_frame_end"] = scene.frame_end
+action = face_obj.data.shape_keys.animation_data.action
+curves = (action.layers[0].strips[0].channelbags[0].fcurves if getattr(action, "layers", None) else action.fcurves)
+out["take_action"] = {"name": action.name, "paths": sorted(c.data_path for c in curves),
+                      "keyframes": sorted({len(c.keyframe_points) for c in curves})}
+started = time.perf_counter()
+out["import_long_take"] = call(bpy.ops.facecam.import_live_link, filepath=str(Path(takes_dir) / "long.csv"))
+out["import_long_seconds"] = time.perf_counter() - started
 
 # --- the PyTorch backend: used where torch imports, else numpy runs and the model box says why -------------------
 prefs.folder = model_dir

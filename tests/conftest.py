@@ -87,6 +87,45 @@ def exported_au(tmp_path_factory):
     return out, stored
 
 
+def tiny_arkit_dict() -> dict:
+    """The tiny config with an ARKit-like set (every person's range of motion and a few take frames) and rig."""
+    from train.data.arkit import ROM_FRAMES
+    d = tiny_config_dict()
+    d["data"]["arkit"] = {"num_identities": 10, "frames_per_identity": ROM_FRAMES + 4, "split": [0.6, 0.2, 0.2],
+                          "texture_resolution": 32, "store_textures": False}
+    d["arkit_rig"] = {"identity_components": 5, "offset_components": 96, "ridge": 0.01}
+    d["shape"]["arkit"] = {"sae": {"epochs": 30}, "cgan": {"epochs": 30}}
+    return d
+
+
+def tiny_arkit_config(folder: Path) -> dict:
+    path = folder / "tiny_arkit.json"
+    path.write_text(json.dumps(tiny_arkit_dict()))
+    return load_config(path)
+
+
+@pytest.fixture(scope="session")
+def arkit_rig(tmp_path_factory):
+    """A tiny ARKit-like set and the rig fitted on it: (config, stored set, rig folder)."""
+    from train.arkit_rig import fit_rig, rig_fit_section, save_rig
+    from train.data.synthetic_sets import StoredSet, build_set
+    folder = tmp_path_factory.mktemp("arkit")
+    cfg = tiny_arkit_config(folder)
+    stored = StoredSet(build_set("arkit", data_config(cfg), folder / "set", progress=False))
+    save_rig(fit_rig(stored, rig_fit_section(cfg)), folder / "rig")
+    return cfg, stored, folder / "rig"
+
+
+@pytest.fixture(scope="session")
+def exported_rig(exported, arkit_rig, tmp_path_factory):
+    """The tiny textured model of `exported`, exported again with the tiny ARKit rig."""
+    from train.export import export_model
+    _, sae, gan, stored = exported
+    tex = sae.parent / "tex"
+    return export_model(stored, sae, gan, tex, tmp_path_factory.mktemp("rig_model") / "model", "facecam-tiny-rig",
+                        {"trained_on": "the tiny test set", "license": "MIT", "metrics": None}, rig_dir=arkit_rig[2])
+
+
 @pytest.fixture
 def tiny_config_path(tmp_path):
     path = tmp_path / "tiny.json"

@@ -8,7 +8,7 @@ from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.expressions import AU_MAX_INTENSITY
 from train.data.synthetic_sets import StoredSet, build_set
-from train.evaluate import load_discriminator, load_sae
+from train.shape_runs import load_discriminator, load_sae
 from train.sae import train_sae, training_meshes
 
 

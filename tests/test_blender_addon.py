@@ -20,8 +20,48 @@ PYTHONS = {"project-venv": Path(sys.executable),
            **{f"stock-{v}": ROOT / f".venv-blender-{v}" / "bin" / "python" for v in BLENDER_VERSIONS}}
 
 
+TAKE_RATE, SCENE_FPS, SCENE_START = 30, 24, 10
+SWAPPED = {"mouthRight": "mouthLeft", "mouthLeft": "mouthRight", "mouthSmileLeft": "mouthSmileRight"}
+CHECKED_KEYS = ("jawOpen", "eyeBlinkLeft", "mouthLeft", "mouthRight", "mouthSmileLeft", "browInnerUp")
+
+
+def write_takes(folder: Path) -> dict:
+    """take.csv with every quirk of a Live Link Face take (capitalised names, TongueOut, rotations, an unknown column,
+    values outside 0..1, a 30 fps take for a 24 fps scene, mouth columns to swap), the long take the import is timed
+    on, and broken ones; returns what the take's keys must read at which scene frames."""
+    from core.arkit_rig import ARKIT_NAMES
+    from core.live_link import format_take
+    folder.mkdir(parents=True)
+    rows = 40  # past a second: the take's own rate (30) shows in its timecodes
+    rng = np.random.default_rng(4)
+    weights = rng.uniform(0, 1, (rows, len(ARKIT_NAMES)))
+    weights[3, ARKIT_NAMES.index("jawOpen")], weights[5, ARKIT_NAMES.index("eyeBlinkLeft")] = 1.3, -0.2
+    rotations = {"HeadYaw": rng.uniform(-0.5, 0.5, rows), "LeftEyePitch": rng.uniform(-0.2, 0.2, rows)}
+    text = format_take(ARKIT_NAMES, weights, TAKE_RATE, rotations=rotations)
+    lines = text.splitlines()
+    lines = [lines[0] + ",Foo"] + [line + ",7" for line in lines[1:]]  # a column nobody knows
+    (folder / "take.csv").write_text("\n".join(lines) + "\n")
+    clipped = np.clip(weights, 0, 1)
+    frames = [SCENE_START + i / TAKE_RATE * SCENE_FPS for i in range(rows)]
+    expected = {"frames": frames, "keys": list(CHECKED_KEYS), "rotations": list(rotations),
+                "values": {str(f): {**{k: float(clipped[i, ARKIT_NAMES.index(SWAPPED.get(k, k))]) for k in CHECKED_KEYS},
+                                    **{r: float(v[i]) for r, v in rotations.items()}} for i, f in enumerate(frames)}}
+    (folder / "take.json").write_text(json.dumps(expected))
+    long = np.random.default_rng(5).uniform(0, 1, (3600, len(ARKIT_NAMES)))
+    (folder / "long.csv").write_text(format_take(ARKIT_NAMES, long, 60))
+    (folder / "bad_empty.csv").write_text("")
+    (folder / "bad_no_timecode.csv").write_text("Time,JawOpen\n0,0.5\n")
+    (folder / "bad_no_arkit.csv").write_text("Timecode,BlendShapeCount,Foo\n12:00:00:00.000,1,0.5\n")
+    broken = text.splitlines()
+    cells = broken[3].split(",")
+    cells[2 + ARKIT_NAMES.index("jawOpen")] = "abc"
+    broken[3] = ",".join(cells)
+    (folder / "bad_number.csv").write_text("\n".join(broken) + "\n")
+    return expected
+
+
 @pytest.fixture(scope="module", params=list(PYTHONS))
-def session(request, exported, exported_au, tmp_path_factory):
+def session(request, exported, exported_au, exported_rig, tmp_path_factory):
     python = PYTHONS[request.param]
     if not python.is_file():
         pytest.fail(f"{python}: no Blender venv; `make test` (or `make blender-venvs`) creates it")
@@ -36,8 +76,10 @@ def session(request, exported, exported_au, tmp_path_factory):
             server.add_file("facecam/tiny", p.name, p.read_bytes())
         env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp / "home"), "BLENDER_USER_RESOURCES": str(tmp / "user"),
                "HF_ENDPOINT": server.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+        write_takes(tmp / "takes")
         proc = subprocess.run([str(python), str(ROOT / "tests" / "blender_drive_addon.py"), zip_path,
-                               str(model_dir), str(au_dir), server.url, f"facecam/tiny@{commit}", str(tmp)],
+                               str(model_dir), str(au_dir), server.url, f"facecam/tiny@{commit}", str(tmp),
+                               str(exported_rig), str(tmp / "takes")],
                               capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0 and "RESULT " in proc.stdout, (proc.stdout[-3000:], proc.stderr[-3000:])
     return json.loads(proc.stdout.split("RESULT ", 1)[1]), tmp
@@ -154,6 +196,44 @@ def test_live_update_and_the_torch_backend_where_there_is_one(session):
     else:
         assert r["torch_backend_line"] == "numpy on cpu (torch is not installed: generating with numpy on the CPU)"
         assert r["torch_backend_error_mm"] == 0.0
+
+
+def test_bake_arkit_rig_gives_a_face_or_a_brought_mesh_its_own_keys_named_as_apple_does(session):
+    from core.arkit_rig import ARKIT_NAMES
+    r, _ = session
+    assert r["load_rig"] == r["generate_for_rig"] == r["bake_rig"] == [["FINISHED"], None]
+    names = [k[0] for k in r["rig_keys"]]
+    assert names == ["Basis", *[n for n in ARKIT_NAMES if n != "tongueOut"]]
+    assert all(k[1:] == [0.0, 0.0, 1.0] for k in r["rig_keys"][1:])  # values 0, sliders 0..1
+    assert r["rig_key_error"] < 1e-6 and r["rig_basis_error"] < 1e-6 and r["rig_materials_kept"]
+    assert r["rebake_rig"] == [["FINISHED"], None] and r["rebake_rig_keys"] == names  # replaced, no ".001"
+    assert r["regenerate_rigged"] == [["FINISHED"], None] and r["regenerated_rig_error"] < 1e-6
+    assert r["bake_brought"] == [["FINISHED"], None] and r["brought_rig_error"] < 1e-5
+    assert r["bake_cube"][0] == ["CANCELLED"] and "has 8 vertices" in r["bake_cube"][1]
+    assert "26719" in r["bake_cube"][1] and r["cube_untouched"]
+    assert r["bake_over_user_keys"][0] == ["CANCELLED"] and "jawOpen" in r["bake_over_user_keys"][1]
+    assert r["user_keys_kept"] == ["Basis", "jawOpen"]
+
+
+def test_a_live_link_face_take_keys_the_rig_at_the_scenes_frames(session):
+    from core.arkit_rig import ARKIT_NAMES
+    r, tmp = session
+    expected = json.loads((tmp / "takes" / "take.json").read_text())
+    assert r["import_take"] == [["FINISHED"], None]
+    for frame, values in expected["values"].items():
+        got = r["take_sampled"][frame]
+        for name, value in values.items():
+            assert abs(got[name] - value) < 1e-4, (frame, name, got[name], value)
+    # every rig key the take has is keyed once per row; tongueOut has no key, so no curve
+    assert r["take_action"]["paths"] == sorted(f'key_blocks["{n}"].value' for n in ARKIT_NAMES if n != "tongueOut")
+    assert r["take_action"]["keyframes"] == [40] and r["take_frame_end"] >= 10 + 39 / 30 * 24
+    assert r["import_long_take"] == [["FINISHED"], None]
+    for name, line in (("bad_empty.csv", "empty"), ("bad_no_timecode.csv", "line 1: no Timecode column"),
+                       ("bad_no_arkit.csv", "line 1: no ARKit blendshape column"),
+                       ("bad_number.csv", "line 4: column JawOpen: 'abc' is not a number")):
+        result, message = r[f"import_{name}"]
+        assert result == ["CANCELLED"] and name in message and line in message, (name, message)
+    assert r["bad_takes_wrote_nothing"]
 
 
 def test_disable_and_uninstall_leave_nothing_registered(session):

@@ -10,7 +10,7 @@ from conftest import interrupt_after_epoch, log_rows
 from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
-from train.evaluate import load_discriminator
+from train.shape_runs import load_discriminator
 from train.sae import train_sae
 
 

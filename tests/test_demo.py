@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_demo, tiny_config_dict
+from conftest import run_demo, tiny_arkit_dict, tiny_config_dict
 from train.config import ConfigError
 from train.demo import demo_section
 
 
 def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
-    spec = tiny_config_dict()
+    spec = tiny_arkit_dict()
     spec["demo"] = {"render_resolution": 48, "render_samples": 1, "contact_sheets": True, "texture_beside_shape": True,
                     "max_extension_mib": 50}
     config = tmp_path / "tiny.json"
@@ -39,6 +39,14 @@ def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     assert {"config.json", "shape.safetensors", "texture.safetensors"} <= {p.name for p in model.iterdir()}
     assert (root / "eval" / "report.md").is_file() and (root / "eval" / "texture_report.md").is_file()
     assert "Outputs:" in first.stdout and str((demo / "faces.blend").resolve()) in first.stdout
+    # the ARKit rig: fitted, evaluated, shipped in the model, written as glTF, baked and posed in Blender
+    assert (model / "arkit_rig.safetensors").is_file() and (root / "eval" / "report_arkit.md").is_file()
+    assert (demo / "face_arkit.glb").stat().st_size > 0
+    assert result["arkit"]["keys"] == 51
+    rig_strip = np.asarray(Image.open(result["arkit"]["strip"]))
+    assert rig_strip.shape == (48, 48 * 5, 4)
+    rest = rig_strip[:, :48].astype(float)
+    assert all(np.abs(rig_strip[:, i * 48:(i + 1) * 48] - rest).mean() > 0.2 for i in range(1, 5))  # poses move it
     steps = json.loads((demo / "steps.json").read_text())
     assert steps["fresh"] and steps["total_seconds"] >= sum(s["seconds"] for s in steps["steps"]) > 0
     page = (root / "results.md").read_text()  # every number of the run in one page, stamped
@@ -49,8 +57,9 @@ def test_demo_trains_exports_and_renders_faces_then_reuses_every_step(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     table = [line for line in second.stdout.splitlines() if line.startswith("| ") and "| step |" not in line]
     reused = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table}
-    for step in ("contact sheets", "SAE", "AE baseline", "shape cGANs", "texture model", "shape evaluation",
-                 "texture evaluation", "export", "Blender: faces, sweeps, renders"):
+    for step in ("contact sheets", "SAE", "AE baseline", "shape cGANs", "ARKit SAE", "ARKit cGANs", "texture model",
+                 "shape evaluation", "texture evaluation", "ARKit rig", "ARKit evaluation", "export", "ARKit rig as glTF",
+                 "Blender: faces, sweeps, renders"):
         assert reused[step] == "reused", (step, reused)
     assert not json.loads((demo / "steps.json").read_text())["fresh"]
 

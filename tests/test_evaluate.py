@@ -48,7 +48,8 @@ def test_evaluate_reports_every_section(tmp_path):
 
 def test_specificity_matches_the_exhaustive_nearest_mesh():
     import torch
-    from train.evaluate import specificity_mm, vertex_errors_mm
+    from train.evaluate import specificity_mm
+    from train.shape_runs import vertex_errors_mm
     g = torch.Generator().manual_seed(0)
     # training meshes of many spreads and samples far from all of them: the Euclidean nearest is then often not
     # the mean-vertex-distance nearest (one candidate is measurably off), the default candidates find it

@@ -20,7 +20,7 @@ from hub_server import HubServer
 from train.cgan import train_cgan
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
-from train.evaluate import load_generator
+from train.shape_runs import load_generator
 from train.export import export_model
 from train.sae import train_sae
 from train.texture import train_texture

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from conftest import log_rows
 from train.config import data_config, load_config
 from train.data.synthetic_sets import StoredSet, build_set
-from train.evaluate import load_sae
+from train.shape_runs import load_sae
 from train.sae import mix_partners, same_person_partners, train_sae, training_meshes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from train.data import cli as data_cli
 def add_run_arguments(parser: argparse.ArgumentParser, set_help: str, out_default: str) -> None:
     """What every training command takes: config, data set, run folder, resume, device."""
     parser.add_argument("--config", default="quick")
-    parser.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
+    parser.add_argument("--set", choices=("facescape", "bp4d", "arkit"), default="facescape",
                         help=f"{set_help} (default: facescape)")
     parser.add_argument("--out", help=f"run folder (default: {out_default})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -37,10 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(tex, "expression classes, or action units", "outputs/CONFIG/texture/texture")
     tex.add_argument("--data-workers", type=int, help="processes synthesising the crops of a set that stores none "
                                                       "(default: one per core but one; 0: in the training process)")
+    rig = sub.add_parser("arkit-rig", help="fit the learned ARKit rig (each person's 51 keys from their neutral face) "
+                                           "on the ARKit-like set")
+    rig.add_argument("--config", default="quick")
+    rig.add_argument("--out", help="folder (default: outputs/CONFIG/shape/arkit_rig)")
     ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
     ev.add_argument("--config", default="quick")
-    ev.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
-                    help="the holistic model, or the action-unit model (default: facescape)")
+    ev.add_argument("--set", choices=("facescape", "bp4d", "arkit"), default="facescape",
+                    help="the holistic model, the action-unit model, or the ARKit model and rig (default: facescape)")
     ev.add_argument("--cgan", help="cGAN run folder (default: outputs/CONFIG/shape/cgan); e.g. one trained with one-hot "
                                    "z_id, to report Table 1 for both kinds")
     ev.add_argument("--out", help="report folder (default: outputs/CONFIG/eval)")
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     evt.add_argument("--config", default="quick")
     exp = sub.add_parser("export", help="write trained runs as a model folder (hub layout) that core.FaceModel loads")
     exp.add_argument("--config", default="quick")
-    exp.add_argument("--set", choices=("facescape", "bp4d"), default="facescape")
+    exp.add_argument("--set", choices=("facescape", "bp4d", "arkit"), default="facescape")
     exp.add_argument("--out", help="model folder (default: outputs/CONFIG/export/facecam-CONFIG)")
     exp.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
     res = sub.add_parser("results", help="every measured number of a config's reports and benchmarks in one page, "
@@ -100,8 +104,11 @@ def main(argv=None) -> int:
             from train.seeds import main as seeds_main
             return seeds_main(args)
         if args.command == "evaluate":
-            from train.evaluate import main as evaluate_main
+            from train.evaluate_run import main as evaluate_main
             return evaluate_main(args)
+        if args.command == "arkit-rig":
+            from train.arkit_rig import main as arkit_rig_main
+            return arkit_rig_main(args)
         if args.command == "cgan":
             from train.cgan import main as cgan_main
             return cgan_main(args)

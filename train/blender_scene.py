@@ -7,7 +7,8 @@ Installs the add-on zip, which bundles the exported model (into BLENDER_USER_RES
 outputs/), and with no preference touched loads that model through the add-on (core.FaceModel.from_pretrained, the
 code path hub weights take), makes three faces
 with the Generate Face operator, bakes an intensity sweep on each, renders each with Render Preview and one sweep
-as a strip of renders at its baked levels, and saves the .blend. Prints "RESULT {json}" with the paths.
+as a strip of renders at its baked levels; bakes the second face's ARKit rig (when the model has one) and renders it
+at rest and at a few ARKit poses; saves the .blend. Prints "RESULT {json}" with the paths.
 """
 import json
 import sys
@@ -19,6 +20,10 @@ import numpy as np
 MODULE = "bl_ext.user_default.facecam"
 FACES = ((1, 1, 1.0), (2, 2, 1.2), (3, 3, 0.9))  # (identity seed, expression index, intensity)
 SWEEP_LEVELS = (0.5, 1.0, 1.5, 2.0)
+# ARKit poses the rig strip shows, after the face at rest: {key: weight}
+ARKIT_POSES = ({"jawOpen": 1.0}, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0, "cheekSquintLeft": 0.5,
+                                   "cheekSquintRight": 0.5},
+               {"eyeBlinkLeft": 1.0, "browDownLeft": 0.8, "browDownRight": 0.8}, {"browInnerUp": 1.0, "mouthFunnel": 0.8})
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -88,10 +93,36 @@ def main(zip_path: str, model: str, out_dir: str, resolution: str, samples: str)
     write_png(strip, np.concatenate(frames, axis=1))
     (out / "sweep_frame.png").unlink()
     first["facecam_intensity"] = FACES[0][2]
+    rig = arkit_strip(bpy.data.objects[faces[1]["object"]], out) if loaded.has_arkit_rig else None
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "faces.blend"))
     return {"faces": faces, "renders": renders, "strip": str(strip), "sweep_levels": [0.0, *SWEEP_LEVELS],
             "blend": str(out / "faces.blend"), "weights": weights, "extension": zip_path,
-            "materials": [m.name for m in first.data.materials]}
+            "materials": [m.name for m in first.data.materials], "arkit": rig}
+
+
+def arkit_strip(face, out: Path) -> dict:
+    """Bake the face's ARKit rig and render it at rest and at ARKIT_POSES (key values set as a mocap take would)."""
+    for obj in bpy.context.view_layer.objects.selected:
+        obj.select_set(False)
+    bpy.context.view_layer.objects.active = face
+    face.select_set(True)
+    face["facecam_intensity"] = 0.0  # the sweep at rest: the rig's poses alone
+    face.update_tag()
+    bpy.ops.facecam.bake_arkit_rig()
+    blocks = face.data.shape_keys.key_blocks
+    frames = []
+    for pose in ({}, *ARKIT_POSES):
+        for name, weight in pose.items():
+            blocks[name].value = weight
+        bpy.ops.facecam.render_preview()
+        frames.append(read_png(Path(save_preview(out / "arkit_frame.png"))))
+        for name in pose:
+            blocks[name].value = 0.0
+    strip = out / "arkit_strip.png"
+    write_png(strip, np.concatenate(frames, axis=1))
+    (out / "arkit_frame.png").unlink()
+    keys = json.loads(face["facecam_arkit_rig"])["keys"]
+    return {"object": face.name, "keys": len(keys), "strip": str(strip), "poses": [{}, *ARKIT_POSES]}
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from core.atomic import write_safetensors_atomic, write_text_atomic
 from core.shape_networks import EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, ShapeNetConfig
 from train.losses import expression_loss
-from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
+from train.runs import epoch_order, finished_already, run_suffix, open_run, seed_everything, shutdown_distributed
 from train.shape_config import CGANTrainConfig, shape_section
 
 
@@ -138,7 +138,8 @@ def train_cgan(cfg: dict, sae_dir: str | Path, out_dir: str | Path, resume: bool
                progress: bool = True) -> Path:
     sae_dir = Path(sae_dir)
     net_cfg = ShapeNetConfig.from_dict(json.loads((sae_dir / "sae.json").read_text()))
-    shape = shape_section(cfg, action_units=net_cfg.expression_labels == "au_intensities")
+    shape = shape_section(cfg, action_units=net_cfg.weight_conditioned,
+                          arkit=net_cfg.expression_labels == "arkit_weights")
     gcfg = shape["cgan"]
     if gcfg is None:
         raise ValueError(f"{shape['where']}.cgan: missing")
@@ -234,7 +235,7 @@ def main(args) -> int:
     cfg = load_config(args.config)
     shape_section(cfg)
     root = output_root(cfg["name"]) / "shape"
-    suffix = "_bp4d" if args.set == "bp4d" else ""
+    suffix = run_suffix(args.set)
     sae_dir = Path(args.sae) if args.sae else root / f"sae{suffix}"
     if not (sae_dir / "embeddings.npz").is_file():
         raise FileNotFoundError(f"{sae_dir}: no trained SAE (embeddings.npz); run `python -m train sae --config "

@@ -5,6 +5,7 @@ import json
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
+from train.data.arkit import ROM_FRAMES
 from train.data.face_synth import StyleConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -63,7 +64,7 @@ def config_mtime(name_or_path: str | Path) -> float:
 
 # Sections whose fields a config may add to its base's: overrides that name only what differs, checked against
 # the settings' own fields where they are read (shape_section).
-OPEN_SECTIONS = (("shape", "action_units"),)
+OPEN_SECTIONS = (("shape", "action_units"), ("shape", "arkit"))
 
 
 def merge_sections(base: dict, changes: dict, where: str, path: tuple = ()) -> dict:
@@ -145,12 +146,24 @@ class BP4DSetConfig(FaceScapeSetConfig):
 
 
 @dataclass(frozen=True)
+class ARKitSetConfig(FaceScapeSetConfig):
+    frames_per_identity: int
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if self.frames_per_identity < ROM_FRAMES:
+            raise ConfigError(f"{where}.frames_per_identity: expected >= {ROM_FRAMES} (the rest pose and each ARKit "
+                              f"key alone, then co-activations), got {self.frames_per_identity}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     config_name: str
     seed: int
     style: StyleConfig
     facescape: FaceScapeSetConfig
     bp4d: BP4DSetConfig
+    arkit: ARKitSetConfig | None = None  # the ARKit-like set; a config without one trains no ARKit rig
 
 
 def data_config(cfg: dict) -> DataConfig:
@@ -169,7 +182,8 @@ def data_config(cfg: dict) -> DataConfig:
         raise ConfigError(f"{where}.style: {e}") from None
     return DataConfig(cfg["name"], d["seed"], style,
                       _section(FaceScapeSetConfig, d["facescape"], f"{where}.facescape"),
-                      _section(BP4DSetConfig, d["bp4d"], f"{where}.bp4d"))
+                      _section(BP4DSetConfig, d["bp4d"], f"{where}.bp4d"),
+                      _section(ARKitSetConfig, d["arkit"], f"{where}.arkit") if "arkit" in d else None)
 
 
 def typed_section(section: dict, cls, where: str):

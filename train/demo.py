@@ -191,7 +191,7 @@ def run_demo(config: str = "quick") -> int:
     log: list = []
 
     def synthetic_sets():
-        for kind in ("facescape", "bp4d"):
+        for kind in ("facescape", "bp4d", *(("arkit",) if cfg.arkit is not None else ())):
             build_set(kind, cfg, set_dir(name, kind))  # reused when already built from this config
     _step(log, "synthetic sets", synthetic_sets)
     preview = root / "preview"
@@ -220,6 +220,12 @@ def run_demo(config: str = "quick") -> int:
         _step(log, "AE baseline", lambda: _train(config, ["sae", "--unsupervised"], shape / "ae", "sae.safetensors"))
         _step(log, "shape cGANs", lambda: _train(config, ["cgan"], shape / "cgan", "generators.safetensors",
                                                  inputs=[shape / "sae" / "sae.safetensors"]))
+        if cfg.arkit is not None:
+            _step(log, "ARKit SAE", lambda: _train(config, ["sae", "--set", "arkit"], shape / "sae_arkit",
+                                                   "sae.safetensors"))
+            _step(log, "ARKit cGANs", lambda: _train(config, ["cgan", "--set", "arkit"], shape / "cgan_arkit",
+                                                     "generators.safetensors",
+                                                     inputs=[shape / "sae_arkit" / "sae.safetensors"]))
     except BaseException:
         if texture_job is not None:
             _stop(texture_job)
@@ -243,14 +249,36 @@ def run_demo(config: str = "quick") -> int:
     from train.__main__ import main as train_main
     runs = [shape / "sae" / "sae.safetensors", shape / "ae" / "sae.safetensors",
             shape / "cgan" / "generators.safetensors"]
+    rig, rig_report = shape / "arkit_rig" / "arkit_rig.safetensors", root / "eval" / "report_arkit.json"
+    if cfg.arkit is not None:
+        from train.config import config_mtime
+        arkit_set = set_dir(name, "arkit") / "meta.json"
+        _step(log, "ARKit rig", lambda: "reused" if _fresh(rig, [arkit_set]) and rig.stat().st_mtime >= config_mtime(
+            config) else train_main(["arkit-rig", "--config", config]) or None)
+        arkit_runs = [rig, shape / "sae_arkit" / "sae.safetensors", shape / "cgan_arkit" / "generators.safetensors",
+                      shape / "cgan" / "generators.safetensors"]
+        _step(log, "ARKit evaluation", lambda: "reused" if _fresh(rig_report, arkit_runs) else
+              train_main(["evaluate", "--config", config, "--set", "arkit"]) or None)
     report, texture_report = root / "eval" / "report.json", root / "eval" / "texture_report.json"
     _step(log, "shape evaluation", lambda: "reused" if _fresh(report, runs) else
           train_main(["evaluate", "--config", config]) or None)
     _step(log, "texture evaluation", lambda: "reused" if _fresh(texture_report, [texture / "texture.safetensors"])
           else train_main(["evaluate-texture", "--config", config]) or None)
     _step(log, "export", lambda: "reused" if _fresh(model / "config.json", [*runs, texture / "texture.safetensors",
-                                                                             report, texture_report])
+                                                                             report, texture_report, rig])
           else train_main(["export", "--config", config, "--overwrite"]) or None)
+
+    rigged_glb = demo / "face_arkit.glb"
+
+    def arkit_glb():
+        if cfg.arkit is None:
+            return "skipped (no data.arkit in the config)"
+        if _fresh(rigged_glb, [model / "config.json"]):
+            return "reused"
+        from core.__main__ import main as core_main
+        if core_main(["generate", "--model", str(model), "--seed", "2", "--arkit-rig", "--out", str(rigged_glb)]):
+            raise SystemExit("`python -m core generate --arkit-rig` failed")
+    _step(log, "ARKit rig as glTF", arkit_glb)
 
     blend = demo / "faces.blend"
     result = {}
@@ -280,9 +308,11 @@ def run_demo(config: str = "quick") -> int:
                "SAE / AE / cGAN runs": shape, "texture run (samples/)": texture,
                "shape evaluation (report.md, tsne.png)": root / "eval" / "report.md",
                "texture evaluation (texture_report.md, texture_grid.png)": root / "eval" / "texture_report.md",
-               "exported model folder": model, "Blender scene": blend,
+               "ARKit rig evaluation (report_arkit.md)": root / "eval" / "report_arkit.md",
+               "exported model folder": model, "a face with its ARKit rig (glTF, 51 morph targets)": rigged_glb,
+               "Blender scene": blend,
                **{f"render {Path(p).name}": p for p in result.get("renders", [])},
-               "sweep strip": result.get("strip", ""), "every number of this run (results page)": page,
+               "sweep strip": result.get("strip", ""), "ARKit rig strip": (result.get("arkit") or {}).get("strip", ""), "every number of this run (results page)": page,
                "Blender extension with this model inside (install from disk)": result.get("extension", "")}
     print("\nOutputs:")
     for what, path in outputs.items():

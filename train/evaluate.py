@@ -18,52 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from core.atomic import write_text_atomic
 from core.shape_control import ShapeGenerator, expression_code
-from core.shape_networks import (EmbeddingDiscriminator, ExpressionGenerator, IdentityGenerator, MeshCoder,
-                                 ShapeNetConfig, SupervisedAutoEncoder)
+from core.shape_networks import MeshCoder, SupervisedAutoEncoder
 from train.baselines import BilinearModel, PCAModel
 from train.evaluate_intensity import (disentanglement, identity_specific, intensity_response, intensity_truth,
                                       sae_intensity)
 from train.evaluate_intensity import markdown as intensity_markdown
+from train.shape_runs import load_generator, load_sae, reconstruction_table, vertex_errors_mm
 from train.tsne import scatter_panel, tsne, write_panels
 
 INTENSITY_LEVELS = (1.0, 5.0, 10.0)
 GEN_SAMPLES = 200
-
-
-def load_sae(run: Path) -> SupervisedAutoEncoder:
-    model = SupervisedAutoEncoder(ShapeNetConfig.from_dict(json.loads((run / "sae.json").read_text())))
-    model.load_state_dict(load_file(run / "sae.safetensors"))
-    return model.eval()
-
-
-def load_generator(sae_run: Path, gan_run: Path) -> tuple[ShapeGenerator, torch.Tensor, ShapeNetConfig]:
-    cfg = ShapeNetConfig.from_dict(json.loads((gan_run / "cgan.json").read_text()))
-    g_id, g_exp = IdentityGenerator(cfg), ExpressionGenerator(cfg)
-    weights = load_file(gan_run / "generators.safetensors")
-    g_id.load_state_dict({k[5:]: v for k, v in weights.items() if k.startswith("g_id.")})
-    g_exp.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("g_exp.")})
-    z_ids = load_file(gan_run / "z_id.safetensors")["z_id"]
-    return ShapeGenerator(load_sae(sae_run), g_id.eval(), g_exp.eval()), z_ids, cfg
-
-
-def load_discriminator(gan_run: Path) -> EmbeddingDiscriminator:
-    model = EmbeddingDiscriminator(ShapeNetConfig.from_dict(json.loads((gan_run / "cgan.json").read_text())))
-    model.load_state_dict(load_file(gan_run / "discriminator.safetensors"))
-    return model.eval()
-
-
-def reconstruction_table(rows: dict) -> list[str]:
-    """Markdown rows of {model: {mean_mm, median_mm}}."""
-    return ["| model | mean mm | median mm |", "|---|---|---|"] + [
-        f"| {k} | {v['mean_mm']:.3f} | {v['median_mm']:.3f} |" for k, v in rows.items()]
-
-
-def vertex_errors_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.norm(a - b, dim=-1) * 10
 
 
 def reconstruction(stored, sae: SupervisedAutoEncoder, ae: SupervisedAutoEncoder, pca: PCAModel) -> dict:
@@ -300,33 +267,3 @@ def report_markdown(r: dict) -> str:
     lines += ["", "## Embeddings", "", "![t-SNE of SAE and AE embeddings](tsne.png)", ""]
     return "\n".join(lines)
 
-
-def main(args) -> int:
-    from train.config import data_config, load_config
-    from train.data.cli import output_root, set_dir
-    from train.data.synthetic_sets import StoredSet, SyntheticFaceScape
-
-    cfg = load_config(args.config)
-    data_cfg = data_config(cfg)
-    root = output_root(data_cfg.config_name)
-    shape = root / "shape"
-    if args.set == "bp4d":
-        from train.evaluate_au import evaluate_au, report_markdown as au_report
-        for run, cmd in ((shape / "sae_bp4d", "sae --set bp4d"), (shape / "cgan_bp4d", "cgan --set bp4d")):
-            if not (run / "config.json").is_file():
-                raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")
-        results = evaluate_au(cfg, StoredSet(set_dir(data_cfg.config_name, "bp4d")), shape / "sae_bp4d",
-                              shape / "cgan_bp4d", root / "eval")
-        print(au_report(results))
-        print(f"report: {root / 'eval' / 'report_au.md'}")
-        return 0
-    stored = StoredSet(set_dir(data_cfg.config_name, "facescape"))
-    gan = Path(args.cgan) if args.cgan else shape / "cgan"
-    out = Path(args.out) if args.out else root / "eval"
-    for run, cmd in ((shape / "sae", "sae"), (shape / "ae", "sae --unsupervised"), (gan, "cgan")):
-        if not (run / "config.json").is_file():
-            raise FileNotFoundError(f"{run}: missing; run `python -m train {cmd} --config {args.config}` first")
-    results = evaluate(cfg, stored, shape / "sae", shape / "ae", gan, out, SyntheticFaceScape(data_cfg))
-    print(report_markdown(results))
-    print(f"report: {out / 'report.md'}")
-    return 0

@@ -17,7 +17,7 @@ from core.atomic import write_text_atomic
 from core.shape_networks import MeshCoder
 from train.baselines import PCAModel
 from train.data.expressions import AU_MAX_INTENSITY
-from train.evaluate import load_generator, load_sae, reconstruction_table, vertex_errors_mm
+from train.shape_runs import load_generator, load_sae, reconstruction_table, vertex_errors_mm
 
 
 class RealMeshAURegressor:

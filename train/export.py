@@ -3,8 +3,8 @@
     python -m train export --config quick [--set facescape|bp4d] [--out DIR] [--overwrite]
 
 Takes the SAE's decoder and coder (not its encoders), G_id and G_exp with the training identities' z_id codes (not
-the discriminator), the texture generator when one is trained, the template topology, UVs and texture, and writes
-config.json and a model card. The folder appears whole or not at all (written beside it, then renamed).
+the discriminator), the texture generator when one is trained, the learned ARKit rig when one is fitted (the
+holistic model only), the template topology, UVs and texture, and writes config.json and a model card. The folder appears whole or not at all (written beside it, then renamed).
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from core.face_model import FORMAT_VERSION
 from core.shape_networks import MeshDecoder
 from train.data.eyes import split_eye_materials
 from train.data.layout import export_folder
-from train.data.synthetic_sets import holds_action_units
+from train.runs import run_suffix
+from train.data.synthetic_sets import frame_weights, holds_weights
 
 CARD_MARKER = "README.md"  # written last: marks a complete export
 
@@ -38,29 +39,38 @@ def _decoder_tensors(sae_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None, out: Path, name: str,
-                 card: dict, overwrite: bool = False) -> Path:
+                 card: dict, overwrite: bool = False, rig_dir: Path | None = None) -> Path:
+    """rig_dir: a fitted ARKit rig (train/arkit_rig.py) to ship with the model, so its faces can be rigged."""
     shape_cfg = json.loads((gan_dir / "cgan.json").read_text())
     gan_run = json.loads((gan_dir / "config.json").read_text())
-    au = holds_action_units(stored)
+    weights = holds_weights(stored)
     tensors = {**_decoder_tensors(sae_dir), **load_file(gan_dir / "generators.safetensors"),
                **load_file(gan_dir / "z_id.safetensors")}
     template = stored.template
     # the eyes drawn without ICT's eye textures: transparent outer shell, inner eyeball split into white, iris, pupil
-    materials, material_names = split_eye_materials(template, np.asarray(stored.vertices[0, 0] if stored.kind != "bp4d"
+    materials, material_names = split_eye_materials(template, np.asarray(stored.vertices[0, 0] if not weights
                                                                          else stored.vertices[0]))
     texture_cfg = json.loads((texture_dir / "texture.json").read_text()) if texture_dir else None
     config = {
         "format_version": FORMAT_VERSION, "name": name,
-        "expression_labels": "action_units" if au else "classes",
-        "expressions": list(stored.au_names if au else stored.expression_names),
-        # calibrated intensity measures every expression from this one (an AU model: from no unit active)
-        "neutral_expression": None if au else next((n for n in stored.expression_names if n.endswith("neutral")),
-                                                   None),
+        "expression_labels": {"bp4d": "action_units", "arkit": "arkit_weights"}.get(stored.kind, "classes"),
+        "expressions": list(frame_weights(stored)[0] if weights else stored.expression_names),
+        # calibrated intensity measures every expression from this one (a weight-conditioned model: from all at 0)
+        "neutral_expression": None if weights else next((n for n in stored.expression_names
+                                                         if n.endswith("neutral")), None),
         "shape": shape_cfg, "texture": texture_cfg, "z_id": gan_run["cgan"]["z_id"],
         "texture_window": list(stored.meta["texture_windows"]["crop"]), "units": template.units,
         "trained_on": card["trained_on"], "license": card["license"],
         "materials": list(material_names),  # names of template.safetensors' polygon_materials
     }
+    rig = None
+    if rig_dir is not None:
+        from train.arkit_rig import load_rig
+        rig = load_rig(rig_dir)
+        if rig.cfg.num_vertices != template.num_vertices:
+            raise ValueError(f"{rig_dir}: the ARKit rig has {rig.cfg.num_vertices} vertices, the model "
+                             f"{template.num_vertices}")
+        config["arkit_rig"] = rig.cfg.to_dict()
     with export_folder(out, overwrite, CARD_MARKER) as work:
         write_safetensors_atomic(work / "shape.safetensors", tensors)
         write_safetensors_atomic(work / "template.safetensors", {
@@ -72,6 +82,10 @@ def export_model(stored, sae_dir: Path, gan_dir: Path, texture_dir: Path | None,
         shutil.copyfile(stored.path / "template_texture.png", work / "template_texture.png")
         if texture_dir:
             shutil.copyfile(texture_dir / "texture.safetensors", work / "texture.safetensors")
+        if rig is not None:
+            from train.arkit_rig import save_rig
+            save_rig(rig, work, compact=True)
+            (work / "arkit_rig.json").unlink()  # config.json holds its config
         write_text_atomic(work / "config.json", json.dumps(config, indent=1))
         write_text_atomic(work / CARD_MARKER, model_card(config, card))
     return out
@@ -94,12 +108,13 @@ def card_metrics(report: str) -> str:
 
 def model_card(config: dict, card: dict) -> str:
     metrics = card.get("metrics") or "No evaluation report was found when this model was exported."
-    kind = "action units (BP4D-like)" if config["expression_labels"] == "action_units" else "holistic expressions"
+    kind = {"action_units": "action units (BP4D-like)", "arkit_weights": "ARKit blendshape weights (ARKit-like)"}.get(
+        config["expression_labels"], "holistic expressions")
     return "\n".join([
         "---", f"license: {config['license'].lower()}", "library_name: facecam", "tags: [3d, face, gan, blender]",
         "---", "", f"# {config['name']}", "",
         f"A facecam model (3DFaceCAM: controllable 3D face generation) for {kind}: "
-        f"{len(config['expressions'])} {'units' if config['expression_labels'] == 'action_units' else 'expressions'}, "
+        f"{len(config['expressions'])} {'expressions' if config['expression_labels'] == 'classes' else 'weights'}, "
         f"{'with' if config['texture'] else 'without'} a texture model.", "",
         "## Training data", "", card["trained_on"], "",
         "## Evaluation", "", metrics, "",
@@ -118,7 +133,7 @@ def main(args) -> int:
     cfg = load_config(args.config)
     data_cfg = data_config(cfg)
     root = output_root(data_cfg.config_name)
-    suffix = "_bp4d" if args.set == "bp4d" else ""
+    suffix = run_suffix(args.set)
     sae, gan = root / "shape" / f"sae{suffix}", root / "shape" / f"cgan{suffix}"
     texture = root / "texture" / f"texture{suffix}"
     for run, file, cmd in ((sae, "sae.safetensors", "sae"), (gan, "generators.safetensors", "cgan")):
@@ -131,13 +146,18 @@ def main(args) -> int:
     else:
         from train.texture import check_expression_route
         check_expression_route(cfg, texture)
-    report = root / "eval" / ("report_au.md" if args.set == "bp4d" else "report.md")
+    report = root / "eval" / {"bp4d": "report_au.md", "arkit": "report_arkit.md"}.get(args.set, "report.md")
     card = {"trained_on": f"The synthetic {args.set} set of the `{data_cfg.config_name}` config, built from "
                           f"ICT-FaceKit by facecam's data generator (no FaceScape or BP4D data).",
             "license": "MIT", "metrics": card_metrics(report.read_text()) if report.is_file() else None}
     name = f"facecam-{data_cfg.config_name}{suffix.replace('_', '-')}"
     out = Path(args.out) if args.out else root / "export" / name
     stored = StoredSet(set_dir(data_cfg.config_name, args.set))
-    export_model(stored, sae, gan, texture if has_texture else None, out, name, card, overwrite=args.overwrite)
+    rig = root / "shape" / "arkit_rig"
+    has_rig = args.set == "facescape" and (rig / "arkit_rig.json").is_file()
+    if args.set == "facescape" and not has_rig:
+        print(f"note: no ARKit rig at {rig} (`python -m train arkit-rig`); exporting a model without one")
+    export_model(stored, sae, gan, texture if has_texture else None, out, name, card, overwrite=args.overwrite,
+                 rig_dir=rig if has_rig else None)
     print(f"model folder: {out}")
     return 0

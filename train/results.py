@@ -10,6 +10,7 @@ Sources (each section only when its file exists):
   outputs/CONFIG/eval/report_au.md         `python -m train evaluate --set bp4d`
   outputs/CONFIG/eval/seeds_bp4d/summary.md `python -m train seeds --set bp4d` (the action-unit model over seeds)
   outputs/CONFIG/eval/texture_report.md    `python -m train evaluate-texture`
+  outputs/CONFIG/eval/report_arkit.md      `python -m train evaluate --set arkit` (the ARKit rig and model)
   outputs/CONFIG/data/linearity.md         `python -m train data linearity`
   outputs/CONFIG/data/coupling.md          `python -m train data coupling` (the coupling by training count)
   outputs/bench/bench.md                   `python -m bench` (run from the repository root)
@@ -106,7 +107,8 @@ def _demo_section(demo: Path, images: Path) -> list[str]:
                           f"made these pictures in {r['blender']}; "
                       + "; ".join(f"in bpy {v} without torch: {how}" for v, how in r.get("other_blenders", {}).items())
                       + "."]
-    pictures = [p for p in ("face_1.png", "face_2.png", "face_3.png", "sweep_strip.png") if (demo / p).is_file()]
+    pictures = [p for p in ("face_1.png", "face_2.png", "face_3.png", "sweep_strip.png", "arkit_strip.png")
+                if (demo / p).is_file()]
     if pictures:
         images.mkdir(parents=True, exist_ok=True)
         lines += [""]
@@ -140,6 +142,8 @@ def results_page(config: str, out: Path) -> Path:
                       f"python -m train seeds --config {config} --set bp4d --seeds 0 1 2")
     lines += _section(eval_dir / "texture_report.md", "Texture model", images,
                       f"python -m train evaluate-texture --config {config}")
+    lines += _section(eval_dir / "report_arkit.md", "ARKit rig", images,
+                      f"python -m train evaluate --config {config} --set arkit")
     lines += _section(root / "data" / "linearity.md", "Data: what a linear model misses", images,
                       f"python -m train data linearity --config {config}")
     coupling = root / "data" / "coupling.json"

@@ -189,3 +189,8 @@ def set_aside_if_stale(run: Path, config: str, inputs=()) -> Path | None:
     what = f"{newer[0]}, which was rewritten since" if newer else f"{config_path(config)} (or a config it extends)"
     print(f"{run} predates {what}: moved to {aside}; training afresh", flush=True)
     return aside
+
+
+def run_suffix(kind: str) -> str:
+    """The suffix of a shape run's folder for a set kind: sae, sae_bp4d, sae_arkit (cgan_..., seeds_...)."""
+    return "" if kind == "facescape" else f"_{kind}"

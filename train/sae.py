@@ -31,10 +31,9 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path, write_safetensors_atomic, write_text_atomic
 from core.shape_networks import MeshCoder, ShapeNetConfig, SupervisedAutoEncoder
-from train.data.expressions import AU_MAX_INTENSITY
-from train.data.synthetic_sets import holds_action_units
+from train.data.synthetic_sets import frame_weights, holds_weights
 from train.losses import expression_loss
-from train.runs import epoch_order, finished_already, open_run, seed_everything, shutdown_distributed
+from train.runs import epoch_order, run_suffix, finished_already, open_run, seed_everything, shutdown_distributed
 from train.shape_config import shape_section
 
 
@@ -42,11 +41,11 @@ def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, V, 3) meshes of the training identities, identity labels 0..n_train-1, and expression targets: class
     indices for a FaceScape-like set, action-unit intensities / 5 (N, A) for a BP4D-like one."""
     train_ids = stored.splits["train"]
-    if holds_action_units(stored):
+    if holds_weights(stored):
         frames = np.flatnonzero(np.isin(stored.frame_identity, train_ids))
         meshes = torch.from_numpy(np.ascontiguousarray(stored.vertices[frames]))
         id_labels = torch.from_numpy(np.searchsorted(train_ids, stored.frame_identity[frames])).long()
-        targets = torch.from_numpy(stored.au_intensities[frames] / AU_MAX_INTENSITY).float()
+        targets = torch.from_numpy(frame_weights(stored)[1][frames])
         return meshes, id_labels, targets
     n_exp = stored.vertices.shape[1]
     meshes = torch.from_numpy(np.ascontiguousarray(stored.vertices[train_ids])).reshape(-1, stored.vertices.shape[2], 3)
@@ -56,10 +55,16 @@ def training_meshes(stored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def network_config(shape: dict, stored) -> ShapeNetConfig:
-    au = holds_action_units(stored)
+    labels = {"bp4d": "au_intensities", "arkit": "arkit_weights"}.get(getattr(stored, "kind", None), "classes")
+    num_expressions = len(frame_weights(stored)[0]) if holds_weights(stored) else stored.vertices.shape[1]
     return ShapeNetConfig(num_vertices=stored.vertices.shape[-2], num_identities=len(stored.splits["train"]),
-                          num_expressions=len(stored.au_names) if au else stored.vertices.shape[1],
-                          expression_labels="au_intensities" if au else "classes", **shape["network"])
+                          num_expressions=num_expressions, expression_labels=labels, **shape["network"])
+
+
+# The most training meshes the coder's PCA is fitted on. Its Gram matrix grows with their square and its float64
+# copy with their number: 14,400 ARKit-like meshes took 20 GB and minutes, 4,096 take 2.6 GB (the FaceScape-like and
+# BP4D-like quick sets are below it and fit on every mesh).
+CODER_FIT_MESHES = 4096
 
 
 def fit_coder(coder: MeshCoder, meshes: torch.Tensor, stored) -> None:
@@ -67,6 +72,8 @@ def fit_coder(coder: MeshCoder, meshes: torch.Tensor, stored) -> None:
     bits, without the minute a 256-component PCA of 4,000 meshes takes here (the SAE, the plain AE and every seed
     share it). Kept in the set's folder, which a rebuild replaces whole; a normalise-only coder is not worth keeping."""
     folder = getattr(stored, "path", None)
+    if len(meshes) > CODER_FIT_MESHES:  # an even subsample: the principal directions settle long before
+        meshes = meshes[np.linspace(0, len(meshes) - 1, CODER_FIT_MESHES).round().astype(np.int64)]
     if not len(coder.basis) or folder is None:
         coder.fit(meshes)
         return
@@ -107,7 +114,7 @@ def sae_loss(out: dict, code, id_labels, exp_labels, sae_cfg, supervised: bool, 
 
 def train_sae(cfg: dict, stored, out_dir: str | Path, supervised: bool = True, resume: bool = False,
               device: str = "cpu", progress: bool = True) -> Path:
-    shape = shape_section(cfg, action_units=holds_action_units(stored))
+    shape = shape_section(cfg, action_units=holds_weights(stored), arkit=getattr(stored, "kind", None) == "arkit")
     sae_cfg = shape["sae"]
     net_cfg = network_config(shape, stored)
     snapshot = {"config": cfg["name"], "supervised": supervised, "network": net_cfg.to_dict(),
@@ -260,7 +267,7 @@ def main(args) -> int:
     shape_section(cfg)  # config errors before any work
     stored = StoredSet(build_set(args.set, data_cfg, set_dir(data_cfg.config_name, args.set)))
     out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "shape" / (
-        ("ae" if args.unsupervised else "sae") + ("_bp4d" if args.set == "bp4d" else ""))
+        ("ae" if args.unsupervised else "sae") + run_suffix(args.set))
     path = train_sae(cfg, stored, out, supervised=not args.unsupervised, resume=args.resume, device=args.device)
     print(f"{'AE' if args.unsupervised else 'SAE'} run: {path}")
     return 0

@@ -61,29 +61,42 @@ class CGANTrainConfig:
     paired_with_noise: bool
 
 
-def shape_section(cfg: dict, action_units: bool = False) -> dict:
-    """The network widths and the SAE / cGAN settings; for the action-unit model (action_units), with
-    `shape.action_units` ({"sae": {...}, "cgan": {...}}, the fields that differ) merged over them. Both versions are
-    checked whichever is asked for: a bad override fails every command, not only the action-unit ones."""
+# Overrides of the SAE / cGAN settings for the weight-conditioned models: `shape.action_units` for both the
+# action-unit and the ARKit model (one mesh per identity and condition), `shape.arkit` on top for the ARKit model.
+OVERRIDES = ("action_units", "arkit")
+
+
+def shape_section(cfg: dict, action_units: bool = False, arkit: bool = False) -> dict:
+    """The network widths and the SAE / cGAN settings; for the action-unit model (action_units) with
+    `shape.action_units` ({"sae": {...}, "cgan": {...}}, the fields that differ) merged over them, for the ARKit
+    model (arkit) with `shape.arkit` merged over those. Every version is checked whichever is asked for: a bad
+    override fails every command, not only the ones that use it."""
     shape, network, where = model_section(cfg, "shape", NETWORK_FIELDS)
-    overrides = shape.get("action_units", {})
-    if not isinstance(overrides, dict) or set(overrides) - {"sae", "cgan"}:
-        raise ConfigError(f"{where}.action_units: expected an object with 'sae' and/or 'cgan' settings, got "
-                          f"{overrides!r}")
-    for key, fields in overrides.items():
-        known = {"sae": SAETrainConfig, "cgan": CGANTrainConfig}[key].__dataclass_fields__
-        unknown = sorted(set(fields) - set(known)) if isinstance(fields, dict) else None
-        if unknown is None or unknown:
-            raise ConfigError(f"{where}.action_units.{key}: expected an object of {key} fields, got "
-                              f"{fields!r}" + (f" (unknown: {unknown}; known: {sorted(known)})" if unknown else ""))
-        if not isinstance(shape.get(key), dict):
-            raise ConfigError(f"{where}.action_units.{key}: overrides {where}.{key}, which is missing")
-    holistic = _training_settings(shape, lambda key: f"{where}.{key}")
-    merged = _training_settings({**shape, **{key: {**shape[key], **fields} for key, fields in overrides.items()}},
-                                lambda key: f"{where}.action_units.{key}") if overrides else holistic
-    sae, cgan = merged if action_units else holistic
+    layers = []
+    for name in OVERRIDES:
+        overrides = shape.get(name, {})
+        if not isinstance(overrides, dict) or set(overrides) - {"sae", "cgan"}:
+            raise ConfigError(f"{where}.{name}: expected an object with 'sae' and/or 'cgan' settings, got "
+                              f"{overrides!r}")
+        for key, fields in overrides.items():
+            known = {"sae": SAETrainConfig, "cgan": CGANTrainConfig}[key].__dataclass_fields__
+            unknown = sorted(set(fields) - set(known)) if isinstance(fields, dict) else None
+            if unknown is None or unknown:
+                raise ConfigError(f"{where}.{name}.{key}: expected an object of {key} fields, got "
+                                  f"{fields!r}" + (f" (unknown: {unknown}; known: {sorted(known)})" if unknown else ""))
+            if not isinstance(shape.get(key), dict):
+                raise ConfigError(f"{where}.{name}.{key}: overrides {where}.{key}, which is missing")
+        layers.append((name, overrides))
+    versions, merged = {}, dict(shape)
+    versions["holistic"] = _training_settings(shape, lambda key: f"{where}.{key}")
+    for name, overrides in layers:
+        merged = {**merged, **{key: {**merged[key], **fields} for key, fields in overrides.items()}}
+        versions[name] = _training_settings(merged, lambda key, n=name: f"{where}.{n}.{key}")
+    chosen = "arkit" if arkit else "action_units" if action_units else "holistic"
+    sae, cgan = versions[chosen]
+    used = [n for n, o in layers[:OVERRIDES.index(chosen) + 1] if o] if chosen != "holistic" else []
     return {"network": network, "sae": sae, "cgan": cgan,
-            "where": f"{where} (action_units)" if action_units and overrides else where}
+            "where": f"{where} ({' + '.join(used)})" if used else where}
 
 
 def _training_settings(shape: dict, where) -> tuple[SAETrainConfig, CGANTrainConfig | None]:

@@ -26,6 +26,9 @@ def main(args) -> int:
     cfg = load_config(args.config)
     data_cfg = data_config(cfg)
     texture_section(cfg)  # config errors before any work
+    if args.set == "arkit":
+        raise ValueError("--set arkit: the ARKit-like set trains the ARKit shape model and rig; the texture model "
+                         "trains on the FaceScape-like (expressions) or BP4D-like (action units) set")
     stored = StoredSet(build_set(args.set, data_cfg, set_dir(data_cfg.config_name, args.set)))
     out = Path(args.out) if args.out else output_root(data_cfg.config_name) / "texture" / (
         "texture" + ("_bp4d" if args.set == "bp4d" else ""))

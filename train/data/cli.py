@@ -8,7 +8,8 @@ from pathlib import Path
 
 from core.atomic import write_text_atomic
 
-SETS = ("facescape", "bp4d")
+SETS = ("facescape", "bp4d")  # the sets with a real data set's folder layout (export, preview)
+BUILD_SETS = (*SETS, "arkit")
 
 
 def output_root(config_name: str) -> Path:
@@ -28,7 +29,7 @@ def add_parser(subparsers) -> None:
         return p
 
     b = with_config(sub.add_parser("build", help="build the synthetic sets to memory-mapped files"))
-    b.add_argument("--set", choices=SETS + ("all",), default="all")
+    b.add_argument("--set", choices=BUILD_SETS + ("all",), default="all")
     b.add_argument("--out", help="folder for the sets (default: outputs/CONFIG/data)")
     b.add_argument("--force", action="store_true", help="rebuild even when an up-to-date set exists")
 
@@ -75,6 +76,8 @@ def run(args) -> int:
     kinds = SETS if getattr(args, "set", "all") == "all" else (args.set,)
     if args.data_command == "build":
         from train.data.synthetic_sets import build_set
+        if args.set == "all":
+            kinds = tuple(k for k in BUILD_SETS if getattr(cfg, k) is not None)
         for kind in kinds:
             path = build_set(kind, cfg, set_dir(cfg.config_name, kind, args.out), force=args.force)
             print(f"{kind}-like set: {path}")

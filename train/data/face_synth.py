@@ -131,6 +131,7 @@ class FaceSynthesizer:
         self._linear = np.array([not (style.jaw_hinge and n in self._jaw_index) for n in ict.expression_names])
         # Identities' transferred blendshapes are 17 MB each: keep the few the current caller is working on.
         self.transferred_basis = lru_cache(maxsize=4)(self._transferred_basis)
+        self._brought: dict[int, SyntheticIdentity] = {}  # identities made from a mesh (identity_from_neutral)
 
     @cached_property
     def _template_fields(self) -> np.ndarray:
@@ -159,7 +160,7 @@ class FaceSynthesizer:
 
     def _transferred_basis(self, index: int) -> np.ndarray:
         """(53, V, 3) float32: what each ICT shape adds to identity `index`'s neutral (jaw shapes: their residual)."""
-        identity = self.identity(index)
+        identity = self._brought.get(index) or self.identity(index)
         transfer, gradients, attached, follows = self._transfer
         scaled = identity.size_scale * self._template_fields
         out = scaled.copy()
@@ -175,7 +176,8 @@ class FaceSynthesizer:
                 for n, i in self._jaw_index.items()}
 
     def _rng(self, *stream: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, *stream])
+        # brought faces' negative indices get streams of their own, far past any sampled identity's
+        return np.random.default_rng([self.seed, *(k if k >= 0 else 2 ** 48 - k for k in stream)])
 
     def _face_size(self, vertices: np.ndarray) -> float:
         face = vertices[self._face_vertices]
@@ -183,14 +185,35 @@ class FaceSynthesizer:
 
     def identity(self, index: int) -> SyntheticIdentity:
         weights = self._rng(_STREAM_IDENTITY, index).standard_normal(self.identity_modes).astype(np.float32)
-        neutral = self.ict.identity_shape(weights)
+        return self._identity_of(index, weights, self.ict.identity_shape(weights))
+
+    def _identity_of(self, index: int, weights: np.ndarray, neutral: np.ndarray) -> SyntheticIdentity:
+        """The identity of this neutral: its size relative to ICT's, and where its jaw hinge sits."""
         size_scale = self._face_size(neutral) / self._reference_size if self.style.size_transfer else 1.0
         if self.style.jaw_hinge:
             rigid = self.jaw_rigs["jawOpen"].rigid_vertices
             hinge_offset = (neutral[rigid] - self.ict.neutral[rigid]).mean(0).astype(np.float64)
         else:
             hinge_offset = np.zeros(3)
-        return SyntheticIdentity(index, weights, neutral, size_scale, hinge_offset)
+        return SyntheticIdentity(int(index), weights, neutral, size_scale, hinge_offset)
+
+    def identity_from_neutral(self, neutral: np.ndarray, index: int) -> SyntheticIdentity:
+        """A face someone brings (a facecam face, a registered scan) as an identity, so the ground truth of any
+        expression exists for it: its own neutral; the ICT identity weights that fit it best (least squares: the
+        face-shape-dependent gains read them); size and jaw hinge measured as for sampled identities. `index` < 0
+        names it in the random streams (its style draws) and must differ from other brought faces'."""
+        if index >= 0:
+            raise ValueError(f"index {index}: brought faces take negative indices (sampled identities own 0 and up)")
+        neutral = np.asarray(neutral, np.float32)
+        if neutral.shape != self.ict.neutral.shape:
+            raise ValueError(f"neutral: shape {neutral.shape}, ICT-FaceKit's topology has {self.ict.neutral.shape}")
+        basis = self.ict.identity_basis[:self.identity_modes].reshape(self.identity_modes, -1).astype(np.float64)
+        target = (neutral - self.ict.neutral).reshape(-1).astype(np.float64)
+        weights = np.linalg.solve(basis @ basis.T, basis @ target).astype(np.float32)
+        identity = self._identity_of(index, weights, neutral)
+        self._brought[int(index)] = identity
+        self.transferred_basis.cache_clear()  # an index may name another face than before
+        return identity
 
     def expression_style(self, identity: SyntheticIdentity, key: str, recipe: dict[str, float]) -> ExpressionStyle:
         s = self.style

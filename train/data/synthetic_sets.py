@@ -16,6 +16,7 @@ with the same config reuses it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -32,9 +33,10 @@ from tqdm import tqdm
 from core.atomic import atomic_path, write_png_atomic, write_text_atomic
 from core.template import FaceTemplate
 from train.config import DataConfig, split_counts
+from train.data.arkit import ARKIT_RECIPES, RIG_NAMES, draw_weights
 from train.data.expressions import (AU_MAX_INTENSITY, AU_NAMES, AU_RECIPES, AU_TASK_PROTOTYPES, EXPRESSION_RECIPES,
                                     FACESCAPE_EXPRESSIONS)
-from train.data.face_synth import FaceSynthesizer, SyntheticIdentity
+from train.data.face_synth import FaceSynthesizer, StyleConfig, SyntheticIdentity
 from train.data.ict import ICTFaceModel, load_ict_model
 from train.data.textures import TextureSynthesizer
 
@@ -187,17 +189,83 @@ class SyntheticBP4D(_Synthetic):
         return self._texture(int(self.frame_identity[frame]), mesh, resolution, window)
 
 
+def tracker_style(style: StyleConfig) -> StyleConfig:
+    """The per-person style as ARKit weights see it. ARKit's weights are a tracker's solve: each frame is fitted
+    with the person's own (identity-adapted) blendshapes, so how far and how sharply a person moves goes into the
+    weights (a bigger smile reads as a larger mouthSmile), not into the keys: the per-person draws of gain, response
+    curve and side (the asymmetry draw scales each one-sided key like a gain) are off. What no coefficient absorbs
+    stays in the meshes: how each key deforms this face (deformation transfer, the face-shape-dependent gain, the
+    jaw's hinge). Left out with the side draw: a lopsided browInnerUp or cheekPuff (ARKit's two two-sided keys)."""
+    return dataclasses.replace(style, gain_sigma=0.0, component_sigma=0.0, curvature_sigma=0.0, asymmetry_sigma=0.0)
+
+
+class SyntheticARKit(_Synthetic):
+    """ARKit-like set, generated on the fly: per identity, frames of ARKit blendshape weights (51 of the 52: see
+    train.data.arkit), half single keys at several levels, half co-activations, as a face tracker reports them
+    (tracker_style); the same identities' sampling, deformation transfer and jaw hinge as the other sets, so each
+    person's rig is theirs, not ICT's offsets."""
+
+    person_offset = 2_000_000
+
+    def __init__(self, cfg: DataConfig, ict: ICTFaceModel | None = None):
+        if cfg.arkit is None:
+            raise ValueError(f"config {cfg.config_name!r} has no data.arkit section: it builds no ARKit-like set")
+        super().__init__(cfg, cfg.arkit, ict)
+        self.shapes = FaceSynthesizer(self.ict, tracker_style(cfg.style), seed=cfg.seed)
+        self.weight_names = RIG_NAMES
+        frames = cfg.arkit.frames_per_identity
+        self.frame_identity = np.repeat(np.arange(self.num_identities), frames)
+        self.arkit_weights = np.concatenate([
+            draw_weights(np.random.default_rng([cfg.seed, _STREAM_FRAMES, self.person_offset + i]), frames)
+            for i in range(self.num_identities)])
+
+    def __len__(self) -> int:
+        return len(self.arkit_weights)
+
+    def mesh_for(self, identity: int, weights: dict[str, float] | np.ndarray) -> np.ndarray:
+        """Any identity with any ARKit weights (0..1, past 1 extrapolates): ground truth for the rig."""
+        if not isinstance(weights, dict):
+            weights = np.asarray(weights, float)
+            if weights.shape != (len(RIG_NAMES),):
+                raise ValueError(f"weights: expected {len(RIG_NAMES)} values (train.data.arkit.RIG_NAMES), got shape "
+                                 f"{weights.shape}")
+            weights = dict(zip(RIG_NAMES, weights))
+        unknown = set(weights) - set(ARKIT_RECIPES)
+        if unknown:
+            raise KeyError(f"unknown ARKit key(s) {sorted(unknown)}; expected some of {', '.join(RIG_NAMES)}")
+        parts = [(k, ARKIT_RECIPES[k], float(v)) for k, v in weights.items() if v > 0]
+        return self.shapes.mesh(self.identity(int(identity)), parts)
+
+    def mesh(self, frame: int) -> np.ndarray:
+        return self.mesh_for(int(self.frame_identity[frame]), self.arkit_weights[frame])
+
+    def true_keys(self, identity: int | SyntheticIdentity) -> np.ndarray:
+        """(51, V, 3) the person's own rig: each key alone at 1 minus their neutral (an index of this set, or an
+        identity made from any neutral with self.shapes.identity_from_neutral)."""
+        ident = self.identity(int(identity)) if not isinstance(identity, SyntheticIdentity) else identity
+        meshes = np.stack([self.shapes.mesh(ident, [(k, ARKIT_RECIPES[k], 1.0)]) for k in RIG_NAMES])
+        return meshes - ident.neutral
+
+    def texture(self, frame: int, resolution: int | None = None, window: str = "tile",
+                mesh: np.ndarray | None = None) -> np.ndarray:
+        mesh = self.mesh(frame) if mesh is None else mesh
+        return self._texture(int(self.frame_identity[frame]), mesh, resolution, window)
+
+
+SET_KINDS = ("facescape", "bp4d", "arkit")
+_SET_CLASSES = {"facescape": SyntheticFaceScape, "bp4d": SyntheticBP4D, "arkit": SyntheticARKit}
+
+
 def synthetic_set(kind: str, cfg: DataConfig, ict: ICTFaceModel | None = None):
-    if kind == "facescape":
-        return SyntheticFaceScape(cfg, ict)
-    if kind == "bp4d":
-        return SyntheticBP4D(cfg, ict)
-    raise ValueError(f"unknown synthetic set {kind!r}; expected 'facescape' or 'bp4d'")
+    if kind not in _SET_CLASSES:
+        raise ValueError(f"unknown synthetic set {kind!r}; expected one of {', '.join(SET_KINDS)}")
+    return _SET_CLASSES[kind](cfg, ict)
 
 
 def _build_key(kind: str, cfg: DataConfig, ict: ICTFaceModel) -> dict:
-    set_cfg = cfg.facescape if kind == "facescape" else cfg.bp4d
-    return {"kind": kind, "generator_version": GENERATOR_VERSION, "template_format": TEMPLATE_FORMAT, "seed": cfg.seed, "style": cfg.style.to_dict(),
+    set_cfg = getattr(cfg, kind)
+    style = tracker_style(cfg.style) if kind == "arkit" else cfg.style  # the style the set's meshes are made with
+    return {"kind": kind, "generator_version": GENERATOR_VERSION, "template_format": TEMPLATE_FORMAT, "seed": cfg.seed, "style": style.to_dict(),
             "set": set_cfg.__dict__, "ict_sha256": ict.source_sha256}
 
 
@@ -296,6 +364,11 @@ def _write_arrays(kind: str, source, work: Path, progress: bool, workers: int | 
         lead = (source.num_identities, len(source.expression_names))
         meta = {"kind": "facescape", "identity_ids": list(source.identity_ids),
                 "expression_names": list(source.expression_names)}
+    elif kind == "arkit":
+        lead = (len(source),)
+        meta = {"kind": "arkit", "weight_names": list(source.weight_names),
+                "frame_identity": source.frame_identity.tolist()}
+        np.save(work / "arkit_weights.npy", source.arkit_weights)
     else:
         lead = (len(source),)
         meta = {"kind": "bp4d", "au_names": list(source.au_names), "frame_identity": source.frame_identity.tolist(),
@@ -329,7 +402,7 @@ def _fill_parallel(kind: str, source, work: Path, progress: bool, workers: int |
     identities = list(range(source.num_identities))
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(identities) >= _PARALLEL_MIN_IDENTITIES else 1
-    desc = "facescape-like identities" if kind == "facescape" else "bp4d-like subjects"
+    desc = {"facescape": "facescape-like identities", "bp4d": "bp4d-like subjects", "arkit": "arkit-like identities"}[kind]
     bar = tqdm(total=len(identities), desc=desc, disable=not progress)
     if workers <= 1:
         for i in identities:
@@ -358,7 +431,7 @@ def _init_worker(kind: str, cfg: DataConfig, ict: ICTFaceModel) -> None:
 
 
 def _fill_chunk(work: Path, identities: list[int]) -> int:
-    kind = "facescape" if isinstance(_worker_source, SyntheticFaceScape) else "bp4d"
+    kind = next(k for k, cls in _SET_CLASSES.items() if type(_worker_source) is cls)
     for i in identities:
         _fill_identity(kind, _worker_source, work, i)
     return len(identities)
@@ -392,6 +465,20 @@ def holds_action_units(stored) -> bool:
     return getattr(stored, "kind", "facescape") == "bp4d"
 
 
+def holds_weights(stored) -> bool:
+    """Whether a set's frames are labelled with a weight vector (action-unit intensities, ARKit weights) rather
+    than an expression class."""
+    return getattr(stored, "kind", "facescape") in ("bp4d", "arkit")
+
+
+def frame_weights(stored) -> tuple[tuple[str, ...], np.ndarray]:
+    """(the weights' names, (N, K) float32 per frame) as the shape models take them: action-unit intensities / 5,
+    ARKit weights as they are (both 0..1)."""
+    if getattr(stored, "kind", None) == "arkit":
+        return tuple(stored.weight_names), np.asarray(stored.arkit_weights, np.float32)
+    return tuple(stored.au_names), (np.asarray(stored.au_intensities) / AU_MAX_INTENSITY).astype(np.float32)
+
+
 class StoredSet:
     """A built set, memory-mapped; speaks ExpressionMeshSource (facescape) or ActionUnitFrameSource (bp4d)."""
 
@@ -417,6 +504,10 @@ class StoredSet:
         if self.kind == "facescape":
             self.identity_ids = self.meta["identity_ids"]
             self.expression_names = tuple(self.meta["expression_names"])
+        elif self.kind == "arkit":
+            self.weight_names = tuple(self.meta["weight_names"])
+            self.frame_identity = np.asarray(self.meta["frame_identity"])
+            self.arkit_weights = np.load(self.path / "arkit_weights.npy")
         else:
             self.au_names = tuple(self.meta["au_names"])
             self.frame_identity = np.asarray(self.meta["frame_identity"])
