@@ -4,8 +4,8 @@ from core.arkit_rig through FaceModel, the take from core.live_link).
 Baked keys are named as Apple spells them (eyeBlinkLeft, jawOpen, ...), each the face at that key's weight 1, value 0,
 slider 0..1, over a basis that is the face at rest; a record on the object (ARKIT_TAG) lets a re-bake replace them
 and only them. A take becomes an action on the mesh's shape keys (and one on the object for the head and eye
-rotations, as custom properties), made through the slotted-action API where Blender has it (4.4+) and the legacy one
-before; earlier actions stay in the file.
+rotations, as custom properties, added to the object's own action when it has one), made through the slotted-action
+API where Blender has it (4.4+) and the legacy one before; a take's earlier action stays in the file (fake user).
 """
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ class _Rest:
         self.vertices = vertices
 
 
-def bake_arkit_rig(obj, neutral, names, shapes, units: str, missing: dict) -> list[str]:
-    """Keys named `names` holding shapes[k] (the face at that key's weight 1) over a basis that is neutral; replaces
-    an earlier rig. Refuses
-    (before touching anything) when a key the user made already has an ARKit name the rig writes."""
+def check_rig_target(obj, names, vertex_count: int) -> None:
+    """Refuse, before anything is touched, a mesh the rig cannot be baked on: another vertex count, or a key the
+    user made that already has an ARKit name the rig writes."""
+    if len(obj.data.vertices) != vertex_count:
+        raise ValueError(f"'{obj.name}' has {len(obj.data.vertices)} vertices; the ARKit rig needs a mesh in "
+                         f"ICT-FaceKit's topology ({vertex_count} vertices)")
     previous = set(json.loads(obj.get(ARKIT_TAG, "{}")).get("keys", []))
     blocks = obj.data.shape_keys.key_blocks if obj.data.shape_keys is not None else {}
     taken = [n for n in names if n in blocks and n not in previous]
@@ -51,7 +53,18 @@ def bake_arkit_rig(obj, neutral, names, shapes, units: str, missing: dict) -> li
         raise ValueError(f"'{obj.name}' already has shape keys named {', '.join(taken[:5])}"
                          f"{' ...' if len(taken) > 5 else ''} that facecam did not bake; rename or remove them first "
                          f"(the rig's keys must carry Apple's names exactly)")
-    remove_keys(obj, ARKIT_TAG)
+
+
+def remove_rig(obj) -> None:
+    remove_keys(obj, ARKIT_TAG, keep_basis=True)
+
+
+def bake_arkit_rig(obj, neutral, names, shapes, units: str, missing: dict) -> list[str]:
+    """Keys named `names` holding shapes[k] (the face at that key's weight 1) over a basis that is neutral; replaces
+    an earlier rig, keeping the shape-key block (and a take's animation of the keys). Refuses (before touching
+    anything) what check_rig_target refuses."""
+    check_rig_target(obj, names, len(neutral))
+    remove_rig(obj)
     if obj.data.shape_keys is None:
         obj.shape_key_add(name="Basis", from_mix=False)
     set_vertices(obj, _Rest(neutral), units)
@@ -76,6 +89,13 @@ def _fcurves(id_data, action, paths: list[str]) -> list:
     return [action.fcurves.new(path) for path in paths]
 
 
+def _existing_or_new(id_data, action, paths: list[str]) -> list:
+    """The action's F-curves for these paths, made where missing (the legacy API has no 'ensure')."""
+    if hasattr(action, "fcurve_ensure_for_datablock"):
+        return _fcurves(id_data, action, paths)
+    return [action.fcurves.find(path) or action.fcurves.new(path) for path in paths]
+
+
 def _key_curves(fcurves, frames, columns) -> None:
     """Each F-curve gets one keyframe per frame, values from its column: in bulk, not a call per keyframe."""
     linear = filled(len(frames), _LINEAR)
@@ -90,11 +110,29 @@ _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINE
 
 
 def _new_action(id_data, name: str):
-    action = bpy.data.actions.new(name)
+    """A new action for id_data; the one it had keeps a fake user, so it stays in the file."""
     if id_data.animation_data is None:
         id_data.animation_data_create()
+    elif id_data.animation_data.action is not None:
+        id_data.animation_data.action.use_fake_user = True
+    action = bpy.data.actions.new(name)
     id_data.animation_data.action = action
     return action
+
+
+def _own_action(id_data, name: str):
+    """id_data's action (its own animation stays), or a new one when it has none."""
+    if id_data.animation_data is not None and id_data.animation_data.action is not None:
+        return id_data.animation_data.action
+    return _new_action(id_data, name)
+
+
+def _cleared(curves) -> list:
+    """The curves without keyframes (a second take's rotations replace the first's)."""
+    for curve in curves:
+        while len(curve.keyframe_points):
+            curve.keyframe_points.remove(curve.keyframe_points[-1], fast=True)
+    return curves
 
 
 def import_take(context, obj, take: Take) -> dict:
@@ -121,9 +159,9 @@ def import_take(context, obj, take: Take) -> dict:
     if rotations:
         for n in rotations:
             obj[ROTATION_PREFIX + n] = float(take.rotations[n][0])
-        object_action = _new_action(obj, f"{take.path.stem} (head and eyes)")
-        _key_curves(_fcurves(obj, object_action, [f'["{ROTATION_PREFIX}{n}"]' for n in rotations]), frames,
-                    take.rotation_columns(rotations))
+        object_action = _own_action(obj, f"{take.path.stem} (head and eyes)")
+        _key_curves(_cleared(_existing_or_new(obj, object_action, [f'["{ROTATION_PREFIX}{n}"]' for n in rotations])),
+                    frames, take.rotation_columns(rotations))
     last = math.ceil(float(frames[-1]))
     if scene.frame_end < last:
         scene.frame_end = last

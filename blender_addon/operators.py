@@ -104,6 +104,8 @@ def generate_into(context, obj, model):
     set_faces = _set_faces(model, s, expression_set["intensity"]) if expression_set else None
     control = obj.get(shape_keys.CONTROL, 0.0) if sweep else None
     rig_keys = _rig_keys(model, s) if arkit.baked_rig(obj) and model.has_arkit_rig else None
+    if rig_keys is not None:
+        arkit.check_rig_target(obj, rig_keys[1], len(face.vertices))
     obj = write_face(context, obj, face, model.units, name=f"facecam {s['identity_seed']}")
     if sweep_faces:
         shape_keys.bake_sweep(obj, *sweep_faces, sweep["levels"], sweep["label"], model.units, sweep["expression"])
@@ -114,6 +116,8 @@ def generate_into(context, obj, model):
                                        model.units)
     if rig_keys is not None:
         arkit.bake_arkit_rig(obj, *rig_keys, model.units, model.rig.cfg.missing)
+    elif arkit.baked_rig(obj):  # this model has no rig: the old identity's keys would be wrong on the new face
+        arkit.remove_rig(obj)
     obj[FACE_TAG] = json.dumps(s)
     if settings.use_texture and model.has_texture:
         texture_jobs.request(obj, s)
@@ -276,6 +280,10 @@ class FACECAM_OT_bake_arkit_rig(bpy.types.Operator):
                       "on a facecam face, or on a selected mesh in ICT-FaceKit's topology (replaces an earlier rig)")
     bl_options = {"REGISTER", "UNDO"}
 
+    @classmethod
+    def poll(cls, context):
+        return context.mode == "OBJECT"  # leaving Edit Mode would write the edit mesh over the keys
+
     @reporting
     def execute(self, context):
         model = load_model(context)
@@ -284,13 +292,14 @@ class FACECAM_OT_bake_arkit_rig(bpy.types.Operator):
             raise ValueError("Select a facecam face, or a mesh in ICT-FaceKit's topology, first")
         if not model.has_arkit_rig:
             raise ValueError(f"The model {model.name} has no ARKit rig; choose a model exported with one")
+        mesh, needed = obj.data, model.rig.cfg.num_vertices
+        if len(mesh.vertices) != needed or len(mesh.polygons) != len(model.polygon_sizes):
+            raise ValueError(f"'{obj.name}' has {len(mesh.vertices)} vertices and {len(mesh.polygons)} polygons; the "
+                             f"ARKit rig needs a mesh in ICT-FaceKit's topology ({needed} vertices, "
+                             f"{len(model.polygon_sizes)} polygons)")
         if is_face(obj):
             neutral, names, keys = _rig_keys(model, face_settings(obj))
         else:
-            count, needed = len(obj.data.vertices), model.rig.cfg.num_vertices
-            if count != needed:
-                raise ValueError(f"'{obj.name}' has {count} vertices; the ARKit rig needs a mesh in ICT-FaceKit's "
-                                 f"topology ({needed} vertices)")
             neutral = arkit.rest_vertices(obj, model.units)
             names, keys = model.arkit_key_shapes(neutral)
         written = arkit.bake_arkit_rig(obj, neutral, names, keys, model.units, model.rig.cfg.missing)
@@ -309,14 +318,18 @@ class FACECAM_OT_import_live_link(bpy.types.Operator):
 
     filepath: bpy.props.StringProperty(subtype="FILE_PATH")
     filter_glob: bpy.props.StringProperty(default="*.csv", options={"HIDDEN"})
-    take_fps: bpy.props.FloatProperty(name="Take Frame Rate", default=0.0, min=0.0, max=240.0,
-                                      description="The app's frame rate its timecodes count in (0: the take's own, "
-                                                  "read from its timecodes)")
+    take_fps: bpy.props.IntProperty(name="Take Frame Rate", default=0, min=0, max=240,
+                                    description="The app's frame rate its timecodes count in (0: the take's own, "
+                                                "read from its timecodes)")
     swap_left_right: bpy.props.BoolProperty(name="Swap Mouth/Jaw Left-Right", default=False,
                                             description="Swap the mouth and jaw Left/Right columns (some app versions "
                                                         "record them mirrored)")
     first_frame_neutral: bpy.props.BoolProperty(name="First Frame as Neutral", default=False,
                                                 description="Subtract the first frame's weights from every frame")
+
+    @classmethod
+    def poll(cls, context):
+        return context.mode == "OBJECT"
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)

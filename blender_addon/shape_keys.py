@@ -67,8 +67,10 @@ def add_key(obj, name: str, face, units: str):
     return key
 
 
-def remove_keys(obj, tag: str) -> None:
-    """Remove the keys (and their drivers) a previous bake under `tag` made; keys the user made stay."""
+def remove_keys(obj, tag: str, keep_basis: bool = False) -> None:
+    """Remove the keys (and their drivers) a previous bake under `tag` made; keys the user made stay. With only the
+    basis left it goes too (the mesh is as before), unless keep_basis: a re-bake keeps the shape-key block, and with
+    it the animation (a take's action) that drives the keys by name."""
     record = json.loads(obj.get(tag, "{}"))
     blocks = obj.data.shape_keys.key_blocks if obj.data.shape_keys else {}
     for name in record.get("keys", []):
@@ -81,7 +83,7 @@ def remove_keys(obj, tag: str) -> None:
     if tag == SWEEP_TAG and CONTROL in obj:
         del obj[CONTROL]
     keys = obj.data.shape_keys
-    if keys is not None and len(keys.key_blocks) == 1:  # only the basis left: drop it, the mesh is as before
+    if keys is not None and len(keys.key_blocks) == 1 and not keep_basis:
         obj.shape_key_clear()
 
 

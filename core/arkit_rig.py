@@ -112,7 +112,8 @@ class ARKitRig:
         size, reference = (float(np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean())) for x in (face, mean))
         if not 0.5 < size / reference < 2.0:
             raise ValueError(f"neutral face: its face is {size / reference:.3g} times the size of the faces the ARKit "
-                             f"rig was learned on (in its units, {self.cfg.units}); scale the mesh to that unit")
+                             f"rig was learned on: is it in other units (a mesh in centimetres read as metres is 100 "
+                             f"times too large)? Scale it, and apply the scale, first")
         centred = face - face.mean(0) + mean.mean(0)
         return self._identity_basis @ (centred.reshape(-1) - self._mean)
 

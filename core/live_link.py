@@ -14,7 +14,8 @@ The app writes one row per captured frame:
   swaps every mouth* and jaw* ...Left column with its ...Right one.
 - first_frame_neutral subtracts the first row's weights (a take that starts from a face at rest whose tracking
   reads above zero).
-Weights outside 0..1 are clamped and counted; other columns are listed as unknown. Anything that is not a take (no
+- A take recorded across midnight goes on past 24:00:00 (the clock restarting at 00:00:00 is a new day).
+Weights outside 0..1 are clamped and counted (as recorded, before any neutral is subtracted); other columns are listed as unknown. Anything that is not a take (no
 Timecode column, no ARKit column, a value that is not a number, no rows) raises TakeError naming the file and the
 first bad line.
 """
@@ -35,7 +36,8 @@ IGNORED = ("blendshapecount",)  # how many blendshapes the row has: nothing to a
 ROTATIONS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
              "RightEyePitch", "RightEyeRoll")
 COMMON_RATES = (24, 25, 30, 48, 50, 60, 120)
-_TIMECODE = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})[:;](\d+)(?:\.(\d+))?$")
+_TIMECODE = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2}):(\d+)(?:\.(\d+))?$")  # no drop-frame ';': the app counts whole frames
+DAY = 24 * 3600
 
 
 class TakeError(ValueError):
@@ -126,7 +128,8 @@ def read_take(path: str | Path, rate: float | None = None, swap_left_right: bool
         raise TakeError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TakeError(f"{path}: cannot be read as a text file ({e})") from None
-    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]
+    reader = csv.reader(io.StringIO(text))
+    rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]  # line_num: the file's line
     if not rows:
         raise TakeError(f"{path}: empty; a Live Link Face take starts with a header line 'Timecode,BlendShapeCount,"
                         f"EyeBlinkLeft,...'")
@@ -179,13 +182,16 @@ def read_take(path: str | Path, rate: float | None = None, swap_left_right: bool
                         f"a finite number")
     if rate is None:
         rate = take_rate(whole, frames)
-    elif not rate > 0:
-        raise TakeError(f"frame rate {rate!r}: expected a positive number of frames per second")
+    elif isinstance(rate, bool) or not float(rate).is_integer() or not rate > 0:
+        raise TakeError(f"{path}: frame rate {rate!r}: expected a whole number of frames per second (the app's "
+                        f"timecodes count whole frames: 24, 25, 30, 60, ...)")
     elif frames.max() >= rate:
         first = int(np.argmax(frames >= rate))
         raise TakeError(f"{path}: line {body[first][0]}: frame {frames[first]:g} of the timecode does not exist at "
                         f"{rate:g} fps")
     seconds = whole + frames / rate
+    # a take recorded across midnight: the clock starts again at 00:00:00
+    seconds += DAY * np.cumsum(np.concatenate([[0], np.diff(seconds) < -DAY / 2]))
     backwards = np.flatnonzero(np.diff(seconds) < 0)
     if len(backwards):
         raise TakeError(f"{path}: line {body[backwards[0] + 1][0]}: the timecode goes back in time")
@@ -194,9 +200,9 @@ def read_take(path: str | Path, rate: float | None = None, swap_left_right: bool
     weights = values[:, :len(weight_cols)]
     if swap_left_right:
         names = [swap_partner(n) or n for n in names]
+    clamped = int(((weights < 0) | (weights > 1)).sum())  # as recorded; the neutral's subtraction is asked for
     if first_frame_neutral:
-        weights = weights - weights[:1]
-    clamped = int(((weights < 0) | (weights > 1)).sum())
+        weights = np.clip(weights, 0, 1) - np.clip(weights[:1], 0, 1)
     rotations = {n: values[:, len(weight_cols) + k].astype(np.float32) for k, (_, n) in enumerate(rotation_cols)}
     return Take(path, tuple(names), np.clip(weights, 0, 1).astype(np.float32), seconds, float(rate), rotations,
                 tuple(unknown), clamped, swap_left_right, first_frame_neutral)
@@ -215,7 +221,7 @@ def timecode(seconds: float, rate: int) -> str:
     ticks = round(seconds * rate * 1000)  # thousandths of a frame
     frame, fraction = divmod(ticks, 1000)
     whole, ff = divmod(frame, rate)
-    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}:{ff:02d}.{fraction:03d}"
+    return f"{whole // 3600 % 24:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}:{ff:02d}.{fraction:03d}"
 
 
 def format_take(names, weights: np.ndarray, rate: int = 60, start: float = 12 * 3600.0,

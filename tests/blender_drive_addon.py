@@ -47,6 +47,17 @@ def evaluated_vertices(obj):
     return co.reshape(-1, 3)
 
 
+def action_curves(action):
+    """An action's F-curves: Blender 4.4+'s slotted actions (one layer, one strip here), or 4.2's legacy list."""
+    if getattr(action, "layers", None):
+        return [c for bag in action.layers[0].strips[0].channelbags for c in bag.fcurves]
+    return list(action.fcurves)
+
+
+def action_paths(action):
+    return [c.data_path for c in action_curves(action)]
+
+
 def key_co(key):
     co = np.empty(len(key.data) * 3, np.float32)
     key.data.foreach_get("co", co)
@@ -378,12 +389,37 @@ for frame in expected["frames"]:
 out["take_sampled"] = sampled
 out["take_frame_end"] = scene.frame_end
 action = face_obj.data.shape_keys.animation_data.action
-curves = (action.layers[0].strips[0].channelbags[0].fcurves if getattr(action, "layers", None) else action.fcurves)
-out["take_action"] = {"name": action.name, "paths": sorted(c.data_path for c in curves),
-                      "keyframes": sorted({len(c.keyframe_points) for c in curves})}
+out["take_action"] = {"name": action.name, "paths": sorted(action_paths(action)),
+                      "keyframes": sorted({len(c.keyframe_points) for c in action_curves(action)})}
 started = time.perf_counter()
 out["import_long_take"] = call(bpy.ops.facecam.import_live_link, filepath=str(Path(takes_dir) / "long.csv"))
 out["import_long_seconds"] = time.perf_counter() - started
+first_take = action.name
+# the object's own animation stays when a take keys the rotations; the first take's action stays in the file
+out["first_take_kept"] = first_take in bpy.data.actions and bpy.data.actions[first_take].use_fake_user
+face_obj.keyframe_insert("location", frame=1)
+out["import_again"] = call(bpy.ops.facecam.import_live_link, filepath=str(Path(takes_dir) / "take.csv"))
+object_paths = action_paths(face_obj.animation_data.action)
+out["object_animation_kept"] = "location" in object_paths and '["livelink_HeadYaw"]' in object_paths
+# a re-bake keeps the take driving the keys; a model without a rig takes the rig off the face it regenerates
+take_action = face_obj.data.shape_keys.animation_data.action.name
+out["rebake_after_take"] = call(bpy.ops.facecam.bake_arkit_rig)
+animation = face_obj.data.shape_keys.animation_data
+out["take_kept_after_rebake"] = animation is not None and animation.action is not None and \
+    animation.action.name == take_action
+frame = expected["frames"][7]
+scene.frame_set(int(np.floor(frame)), subframe=frame - np.floor(frame))
+out["take_value_after_rebake"] = face_obj.data.shape_keys.key_blocks["jawOpen"].value
+prefs.folder = model_dir
+out["load_without_rig"] = call(bpy.ops.facecam.load_model)
+for o in bpy.context.view_layer.objects.selected:
+    o.select_set(False)
+face_obj.select_set(True)
+bpy.context.view_layer.objects.active = face_obj
+out["regenerate_without_rig"] = call(bpy.ops.facecam.generate_face)
+out["rig_after_model_without_rig"] = ("facecam_arkit_rig" in face_obj,
+                                      "jawOpen" in face_obj.data.shape_keys.key_blocks if face_obj.data.shape_keys
+                                      else False)
 
 # --- the PyTorch backend: used where torch imports, else numpy runs and the model box says why -------------------
 prefs.folder = model_dir

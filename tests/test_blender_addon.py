@@ -209,7 +209,7 @@ def test_bake_arkit_rig_gives_a_face_or_a_brought_mesh_its_own_keys_named_as_app
     assert r["rebake_rig"] == [["FINISHED"], None] and r["rebake_rig_keys"] == names  # replaced, no ".001"
     assert r["regenerate_rigged"] == [["FINISHED"], None] and r["regenerated_rig_error"] < 1e-6
     assert r["bake_brought"] == [["FINISHED"], None] and r["brought_rig_error"] < 1e-5
-    assert r["bake_cube"][0] == ["CANCELLED"] and "has 8 vertices" in r["bake_cube"][1]
+    assert r["bake_cube"][0] == ["CANCELLED"] and "has 8 vertices and 6 polygons" in r["bake_cube"][1]
     assert "26719" in r["bake_cube"][1] and r["cube_untouched"]
     assert r["bake_over_user_keys"][0] == ["CANCELLED"] and "jawOpen" in r["bake_over_user_keys"][1]
     assert r["user_keys_kept"] == ["Basis", "jawOpen"]
@@ -234,6 +234,13 @@ def test_a_live_link_face_take_keys_the_rig_at_the_scenes_frames(session):
         result, message = r[f"import_{name}"]
         assert result == ["CANCELLED"] and name in message and line in message, (name, message)
     assert r["bad_takes_wrote_nothing"]
+    # nothing of the user's is lost: the first take's action, the object's own animation, the take across a re-bake
+    assert r["first_take_kept"] and r["import_again"] == [["FINISHED"], None] and r["object_animation_kept"]
+    assert r["rebake_after_take"] == [["FINISHED"], None] and r["take_kept_after_rebake"]
+    frame = str(expected["frames"][7])
+    assert abs(r["take_value_after_rebake"] - expected["values"][frame]["jawOpen"]) < 1e-4
+    # a model without a rig takes the old identity's keys off the face it regenerates
+    assert r["regenerate_without_rig"] == [["FINISHED"], None] and r["rig_after_model_without_rig"] == [False, False]
 
 
 def test_disable_and_uninstall_leave_nothing_registered(session):

@@ -22,7 +22,8 @@ def test_a_take_reads_back_with_its_times_columns_and_quirks(tmp_path):
     assert text.splitlines()[0].startswith("Timecode,BlendShapeCount,EyeBlinkLeft,EyeLookDownLeft")
     take = read_take(write(tmp_path, text))
     assert take.names == ARKIT_NAMES and take.rate == 30  # the app's capitalised names, matched without case
-    np.testing.assert_allclose(take.seconds, np.arange(90) / 30, atol=1e-6)  # across midnight's last second too
+    assert text.splitlines()[20].startswith("00:00:00:")  # the clock passed midnight ...
+    np.testing.assert_allclose(take.seconds, np.arange(90) / 30, atol=1e-6)  # ... and the take goes on
     np.testing.assert_allclose(take.weights, np.clip(weights, 0, 1), atol=1e-5)
     assert take.clamped == 2 and "2 values clamped" in take.report()
     np.testing.assert_allclose(take.rotations["HeadYaw"], yaw, atol=1e-5)
@@ -33,8 +34,9 @@ def test_a_take_reads_back_with_its_times_columns_and_quirks(tmp_path):
         np.testing.assert_array_equal(swapped.columns([name]), take.columns([swap_partner(name)]))
     np.testing.assert_array_equal(swapped.columns(["eyeBlinkLeft"]), take.columns(["eyeBlinkLeft"]))  # not mouth
     neutral = read_take(write(tmp_path, text), first_frame_neutral=True)
-    np.testing.assert_allclose(neutral.weights, np.clip(weights - weights[:1], 0, 1), atol=1e-5)
-    assert not neutral.weights[0].any()
+    clipped = np.clip(weights, 0, 1)
+    np.testing.assert_allclose(neutral.weights, np.clip(clipped - clipped[:1], 0, 1), atol=1e-5)
+    assert not neutral.weights[0].any() and neutral.clamped == 2  # the file's own out-of-range values, no more
 
     at_60 = read_take(write(tmp_path, text), rate=60)  # a stated rate: the same frame numbers mean other times
     np.testing.assert_allclose(at_60.seconds[:3], [0, 1 / 60, 2 / 60], atol=1e-6)
@@ -51,6 +53,8 @@ def test_unknown_columns_are_listed_and_a_rate_too_low_for_the_timecodes_refused
     assert "unknown columns: Foo" in take.report() and list(take.rotations) == ["HeadRoll"]
     with pytest.raises(TakeError, match="line 2: frame 58.* does not exist at 30 fps"):
         read_take(write(tmp_path, text), rate=30)
+    with pytest.raises(TakeError, match="take.csv: frame rate 29.97: expected a whole number"):
+        read_take(write(tmp_path, text), rate=29.97)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -63,6 +67,8 @@ def test_unknown_columns_are_listed_and_a_rate_too_low_for_the_timecodes_refused
     ("Timecode,JawOpen\n12:00:00:00.000,0.1\n12-00-00,0.2\n", "line 3: Timecode '12-00-00' is not HH:MM:SS:FF"),
     ("Timecode,JawOpen\n12:00:01:00.000,0.1\n12:00:00:00.000,0.2\n", "line 3: the timecode goes back in time"),
     ("Timecode,JawOpen,jawopen\n12:00:00:00.000,0.1,0.2\n", "columns repeated"),
+    ("Timecode,JawOpen\n12:00:00;00.000,0.1\n", "line 2: Timecode '12:00:00;00.000' is not HH:MM:SS:FF"),
+    ("Timecode,JawOpen\n\n\n12:00:00:00.000,zz\n", "line 4: column JawOpen: 'zz' is not a number"),
     ("Timecode,JawOpen\n12:00:00:00.000,0.1,9\n", "line 2: 3 cells, the header has 2"),
 ])
 def test_what_is_not_a_take_is_refused_naming_the_file_and_line(tmp_path, text, message):
