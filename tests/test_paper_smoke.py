@@ -15,8 +15,9 @@ from core.face_model import FaceModel
 from train.config import ConfigError, load_config
 from train.data.synthetic_sets import StoredSet
 
-STEPS = ("synthetic sets", "SAE", "AE baseline", "shape cGANs", "texture model", "shape evaluation",
-         "texture evaluation", "export", "Blender: faces, sweeps, renders")
+STEPS = ("synthetic sets", "SAE", "AE baseline", "shape cGANs", "ARKit SAE", "ARKit cGANs", "texture model",
+         "shape evaluation", "texture evaluation", "ARKit rig", "ARKit evaluation", "export", "ARKit rig as glTF",
+         "Blender: faces, sweeps, renders")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,8 @@ def test_the_smoke_config_is_the_paper_config_with_only_sizes_changed():
     paper, smoke = load_config("paper"), load_config("paper-smoke")
     sizes = {("data", "facescape", "num_identities"), ("data", "facescape", "split"),
              ("data", "bp4d", "num_identities"), ("data", "bp4d", "frames_per_task"), ("data", "bp4d", "split"),
+             ("data", "arkit", "num_identities"), ("data", "arkit", "frames_per_identity"), ("data", "arkit", "split"),
+             ("arkit_rig", "identity_components"), ("arkit_rig", "offset_components"),
              ("shape", "sae", "epochs"), ("shape", "sae", "batch_size"), ("shape", "cgan", "epochs"),
              ("shape", "cgan", "batch_size"), ("texture", "train", "epochs_per_phase"), ("texture", "train", "first_phase_epochs"),
              ("texture", "train", "epoch_samples"), ("texture", "train", "batch_size"),

@@ -79,6 +79,16 @@ def _train(config: str, args: list[str], run: Path, finished: str, inputs=()) ->
     return "resumed" if resume else "trained"
 
 
+def _command(argv: list[str]) -> None:
+    """`python -m train ARGV` in this process; a failure stops the demo (a step must not pass on a non-zero code)."""
+    from train.__main__ import main as train_main
+    code = train_main(argv)
+    if code == 130:
+        raise KeyboardInterrupt
+    if code:
+        raise SystemExit(f"`python -m train {' '.join(argv)}` failed ({code})")
+
+
 def widen_signal(run: Path) -> Path:
     """The file whose existence tells a run started beside the shape steps that they are done (train/texture.py
     then takes every core)."""
@@ -246,7 +256,6 @@ def run_demo(config: str = "quick") -> int:
         return texture_how
     _step(log, "texture model", texture_step)
 
-    from train.__main__ import main as train_main
     runs = [shape / "sae" / "sae.safetensors", shape / "ae" / "sae.safetensors",
             shape / "cgan" / "generators.safetensors"]
     rig, rig_report = shape / "arkit_rig" / "arkit_rig.safetensors", root / "eval" / "report_arkit.json"
@@ -254,19 +263,19 @@ def run_demo(config: str = "quick") -> int:
         from train.config import config_mtime
         arkit_set = set_dir(name, "arkit") / "meta.json"
         _step(log, "ARKit rig", lambda: "reused" if _fresh(rig, [arkit_set]) and rig.stat().st_mtime >= config_mtime(
-            config) else train_main(["arkit-rig", "--config", config]) or None)
+            config) else _command(["arkit-rig", "--config", config]))
         arkit_runs = [rig, shape / "sae_arkit" / "sae.safetensors", shape / "cgan_arkit" / "generators.safetensors",
                       shape / "cgan" / "generators.safetensors"]
         _step(log, "ARKit evaluation", lambda: "reused" if _fresh(rig_report, arkit_runs) else
-              train_main(["evaluate", "--config", config, "--set", "arkit"]) or None)
+              _command(["evaluate", "--config", config, "--set", "arkit"]))
     report, texture_report = root / "eval" / "report.json", root / "eval" / "texture_report.json"
     _step(log, "shape evaluation", lambda: "reused" if _fresh(report, runs) else
-          train_main(["evaluate", "--config", config]) or None)
+          _command(["evaluate", "--config", config]))
     _step(log, "texture evaluation", lambda: "reused" if _fresh(texture_report, [texture / "texture.safetensors"])
-          else train_main(["evaluate-texture", "--config", config]) or None)
+          else _command(["evaluate-texture", "--config", config]))
     _step(log, "export", lambda: "reused" if _fresh(model / "config.json", [*runs, texture / "texture.safetensors",
                                                                              report, texture_report, rig])
-          else train_main(["export", "--config", config, "--overwrite"]) or None)
+          else _command(["export", "--config", config, "--overwrite"]))
 
     rigged_glb = demo / "face_arkit.glb"
 
