@@ -82,17 +82,10 @@ def baked_rig(obj) -> dict | None:
 
 
 def _fcurves(id_data, action, paths: list[str]) -> list:
-    """An F-curve per data path in `action`, which id_data's animation uses: Blender 4.4+ through the action's slot
-    for id_data, 4.2-4.3 through the legacy list."""
-    if hasattr(action, "fcurve_ensure_for_datablock"):  # an RNA function: on the instance, not the class
-        return [action.fcurve_ensure_for_datablock(id_data, path) for path in paths]
-    return [action.fcurves.new(path) for path in paths]
-
-
-def _existing_or_new(id_data, action, paths: list[str]) -> list:
-    """The action's F-curves for these paths, made where missing (the legacy API has no 'ensure')."""
+    """The action's F-curve per data path for id_data, made where missing: Blender 4.4+ through the action's slot for
+    id_data (an RNA function: found on the instance, not the class), 4.2-4.3 through the legacy list."""
     if hasattr(action, "fcurve_ensure_for_datablock"):
-        return _fcurves(id_data, action, paths)
+        return [action.fcurve_ensure_for_datablock(id_data, path) for path in paths]
     return [action.fcurves.find(path) or action.fcurves.new(path) for path in paths]
 
 
@@ -160,7 +153,7 @@ def import_take(context, obj, take: Take) -> dict:
         for n in rotations:
             obj[ROTATION_PREFIX + n] = float(take.rotations[n][0])
         object_action = _own_action(obj, f"{take.path.stem} (head and eyes)")
-        _key_curves(_cleared(_existing_or_new(obj, object_action, [f'["{ROTATION_PREFIX}{n}"]' for n in rotations])),
+        _key_curves(_cleared(_fcurves(obj, object_action, [f'["{ROTATION_PREFIX}{n}"]' for n in rotations])),
                     frames, take.rotation_columns(rotations))
     last = math.ceil(float(frames[-1]))
     if scene.frame_end < last:
