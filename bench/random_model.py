@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,29 @@ def random_model(exported: Path, out: Path, shape: dict, texture: dict | None, s
     config["texture"] = None
     if texture is not None:
         texture_cfg = TextureNetConfig(num_identities=8, num_expressions=n_exp, **texture)
-        save_file(_draw(texture_tensor_shapes(texture_cfg), rng), str(out / "texture.safetensors"))
+        regions = None
+        if texture_cfg.per_expression_changes:
+            texture_cfg, regions = _random_regions(texture_cfg, rng)
+        tensors = _draw(texture_tensor_shapes(texture_cfg), rng)
+        if regions is not None:
+            tensors["change_pixels"], tensors["change_offsets"] = regions
+        save_file(tensors, str(out / "texture.safetensors"))
         config["texture"] = texture_cfg.to_dict()
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
+
+
+def _random_regions(cfg: TextureNetConfig, rng: np.random.Generator
+                    ) -> tuple[TextureNetConfig, tuple[np.ndarray, np.ndarray]]:
+    """Per-expression change regions as the quick model's are: none for the first expression (a neutral), 40% of
+    the crop's pixels (all three channels) for each other one."""
+    r2 = cfg.max_resolution ** 2
+    parts = [np.zeros(0, np.int32)]
+    for _ in range(1, cfg.num_expressions):
+        where = np.sort(rng.choice(r2, size=int(0.4 * r2), replace=False))
+        parts.append(np.concatenate([where + c * r2 for c in range(3)]).astype(np.int32))
+    offsets = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+    return replace(cfg, change_region_size=int(offsets[-1])), (np.concatenate(parts), offsets)
 
 
 def config_networks(name: str) -> tuple[dict, dict]:

@@ -44,7 +44,8 @@ from .backends import make_backend
 from .intensity import INTENSITY_MODES, blend_terms
 from .model_files import ModelFormatError, read_tensors
 from .names import check_seed, resolve_expression
-from .network_configs import ShapeNetConfig, TextureNetConfig, shape_tensor_shapes, texture_tensor_shapes
+from .network_configs import (CHANGE_INDICES, ShapeNetConfig, TextureNetConfig, shape_tensor_shapes,
+                              texture_tensor_shapes)
 from .png_io import PNGError, read_png
 from .seeds import standard_normal
 from .template import polygon_parts
@@ -208,7 +209,7 @@ class FaceModel:
         self._template_tile = self.template_texture.astype(np.float32) / 127.5 - 1  # (T, T, 3) in [-1, 1]
         self._texture_tensors = None
         if self.texture_cfg is not None:
-            self._texture_tensors = read_tensors(path(TEXTURE_FILE), texture_tensor_shapes(self.texture_cfg))
+            self._texture_tensors = read_texture_tensors(Path(path(TEXTURE_FILE)), self.texture_cfg)
         self.rig = None
         if self.rig_cfg is not None:
             rig_path = Path(path(RIG_FILE))
@@ -492,3 +493,21 @@ class FaceModel:
     def _face(self, vertices: np.ndarray, texture: np.ndarray | None, metadata: dict) -> Face:
         return Face(vertices.astype(np.float32), self.polygon_sizes, self.polygon_vertices, self.polygon_uv_indices,
                     self.uvs, texture, metadata, self.polygon_parts, self.part_names)
+
+
+def read_texture_tensors(path: Path, cfg: TextureNetConfig) -> dict[str, np.ndarray]:
+    """texture.safetensors' tensors, checked against the config; per-expression change bases index the crop, so
+    their offsets must run from 0 to the region size without going back and every pixel index lie in the crop, or
+    generation would write outside it."""
+    tensors = read_tensors(path, texture_tensor_shapes(cfg), indices=CHANGE_INDICES)
+    if not cfg.per_expression_changes:
+        return tensors
+    offsets, pixels = tensors["change_offsets"], tensors["change_pixels"]
+    if offsets[0] != 0 or offsets[-1] != cfg.change_region_size or (np.diff(offsets) < 0).any():
+        raise ModelFormatError(f"{path}: change_offsets must rise from 0 to change_region_size "
+                               f"{cfg.change_region_size}, got {offsets.tolist()}", path)
+    values = 3 * cfg.max_resolution ** 2
+    if len(pixels) and (pixels.min() < 0 or pixels.max() >= values):
+        raise ModelFormatError(f"{path}: change_pixels must index the {values} values of a "
+                               f"{cfg.max_resolution} px crop, got {pixels.min()} to {pixels.max()}", path)
+    return tensors

@@ -78,12 +78,19 @@ class ShapeNetConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-# texture.json's format: 1 (no field written) before expression_maps, 2 since, 3 since the appearance architecture
-TEXTURE_FORMAT_VERSION = 3
+# texture.json's format: 1 (no field written) before expression_maps, 2 since, 3 since the appearance architecture,
+# 4 since its per-expression change bases
+TEXTURE_FORMAT_VERSION = 4
 # the fields each format version introduced: an older version's file cannot carry them
 _TEXTURE_FIELDS_SINCE = {2: ("expression_maps", "pixel_bias"),
-                         3: ("architecture", "identity_components", "change_components", "mapping")}
+                         3: ("architecture", "identity_components", "change_components", "mapping"),
+                         4: ("change_bases", "change_region_size")}
 TEXTURE_ARCHITECTURES = ("progressive", "appearance")
+CHANGE_BASES = ("shared", "per_expression")
+# per_expression change bases: where each expression's values sit in the crop (integers, not weights)
+CHANGE_INDICES = ("change_pixels", "change_offsets")
+# half an 8-bit step in the offsets' [-1, 1] units: the smallest change a stored texture can show, rounded
+CHANGE_FLOOR = 1 / 255
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,14 @@ class TextureNetConfig:
     identity_components: int = 0
     change_components: int = 0
     mapping: tuple[int, ...] = ()  # the MLP's hidden widths
+    # the appearance architecture's change space. "shared" (version 3): one basis for every expression's change.
+    # "per_expression" (version 4): each expression its own change_components rows over its own region (the pixels
+    # where any training person's change under it is non-zero), and a change's values below half an 8-bit step are
+    # zero, as in the data, whose changes are differences of 8-bit textures: a smile leaves the forehead exactly as
+    # it was (the shared basis leaked faint noise there and blurred each person's lines). Needs expression classes:
+    # action units act together in a frame, so their changes are fitted in one shared basis
+    change_bases: str = "shared"
+    change_region_size: int = 0  # per_expression: the values (pixels x 3 channels) of all expressions' regions
 
     def __post_init__(self):
         for name in ("expression_templates", "expression_maps", "pixel_bias"):
@@ -143,6 +158,15 @@ class TextureNetConfig:
                 if getattr(self, name):
                     raise ValueError(f"TextureNetConfig.{name} belongs to the progressive architecture; the "
                                      f"appearance architecture generates every expression's change itself")
+        if self.change_bases not in CHANGE_BASES:
+            raise ValueError(f"TextureNetConfig.change_bases must be one of {CHANGE_BASES}, got {self.change_bases!r}")
+        if self.per_expression_changes:
+            if not self.is_appearance:
+                raise ValueError("TextureNetConfig.change_bases 'per_expression' belongs to the appearance "
+                                 f"architecture, not {self.architecture!r}")
+            if self.expression_labels != "classes":
+                raise ValueError("TextureNetConfig.change_bases 'per_expression' needs expression classes; action "
+                                 "units act together in a frame, so their changes take change_bases 'shared'")
         if self.expression_labels not in ("classes", "au_intensities"):
             raise ValueError(f"expression_labels must be 'classes' or 'au_intensities', got {self.expression_labels!r}")
         for name in ("start_resolution", "max_resolution"):
@@ -158,6 +182,10 @@ class TextureNetConfig:
     @property
     def is_appearance(self) -> bool:
         return self.architecture == "appearance"
+
+    @property
+    def per_expression_changes(self) -> bool:
+        return self.change_bases == "per_expression"
 
     @property
     def resolutions(self) -> list[int]:
@@ -201,16 +229,16 @@ class TextureNetConfig:
 
     def to_dict(self) -> dict:
         """The oldest format version that holds this config: a progressive model is written as version 2, without
-        the appearance fields, so a facecam of before version 3 still reads it."""
+        the appearance fields, and a shared-basis appearance one as version 3, so older facecams still read them."""
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        version = TEXTURE_FORMAT_VERSION if self.is_appearance else 2
+        version = 4 if self.per_expression_changes else 3 if self.is_appearance else 2
         for name in (n for since, names in _TEXTURE_FIELDS_SINCE.items() if since > version for n in names):
             del out[name]
         return {"format_version": version, **out}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TextureNetConfig":
-        """Versions 1 (before expression_maps: no format_version written), 2 and 3 load; a newer one is refused."""
+        """Versions 1 (before expression_maps: no format_version written) to 4 load; a newer one is refused."""
         d = dict(d)
         version = d.pop("format_version", 1)
         if not isinstance(version, int) or not 1 <= version <= TEXTURE_FORMAT_VERSION:
@@ -264,7 +292,9 @@ def texture_tensor_shapes(cfg: TextureNetConfig) -> dict[str, tuple[int, ...]]:
         pixels = 3 * cfg.max_resolution ** 2
         return {**_mlp_shapes("mapping.", [cfg.latent_dim, *cfg.mapping, cfg.coordinate_dim]),
                 "mean": (pixels,), "identity_basis": (cfg.identity_components, pixels),
-                "change_basis": (cfg.change_components, pixels)}
+                **({"change_basis": (cfg.change_components, cfg.change_region_size),
+                    "change_pixels": (cfg.change_region_size,), "change_offsets": (cfg.num_expressions + 1,)}
+                   if cfg.per_expression_changes else {"change_basis": (cfg.change_components, pixels)})}
     c = cfg.channels
     shapes = {"dense.weight": (16 * c[0], cfg.latent_dim), "dense.bias": (16 * c[0],),
               "conv4.weight": (c[0], c[0], 3, 3), "conv4.bias": (c[0],)}

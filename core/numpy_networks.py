@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from .network_configs import ShapeNetConfig, TextureNetConfig
+from .network_configs import CHANGE_FLOOR, ShapeNetConfig, TextureNetConfig
 
 _F32 = np.float32
 
@@ -319,16 +319,28 @@ class NumpyAppearanceGenerator:
         self.mapping = MLP(tensors, "mapping.")
         self.mean, self.identity_basis, self.change_basis = (tensors["mean"], tensors["identity_basis"],
                                                              tensors["change_basis"])
+        if cfg.per_expression_changes:
+            self.change_pixels = tensors["change_pixels"].astype(np.int64)
+            self.change_offsets = tensors["change_offsets"].tolist()
 
     def __call__(self, z_id, z_exp, z_noise) -> np.ndarray:
         cfg = self.cfg
         x = np.concatenate([z_id * _F32(cfg.id_gain), z_noise * pixel_norm_factor(z_noise)], axis=1).astype(_F32)
         out = self.mapping(x)
         j, r = cfg.identity_components, cfg.max_resolution
-        change = np.einsum("be,bek->bk", z_exp.astype(_F32),
-                           out[:, j:].reshape(len(out), cfg.num_expressions, cfg.change_components))
+        z_exp = z_exp.astype(_F32)
+        changes = out[:, j:].reshape(len(out), cfg.num_expressions, cfg.change_components)
         offsets = rows_times(np.ascontiguousarray(out[:, :j]), self.identity_basis)
-        offsets += rows_times(change, self.change_basis)
+        if cfg.per_expression_changes:
+            bounds = self.change_offsets
+            for e, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+                if begin == end or not z_exp[:, e].any():
+                    continue
+                unit = np.ascontiguousarray(changes[:, e]) @ self.change_basis[:, begin:end]
+                unit[np.abs(unit) < CHANGE_FLOOR] = 0
+                offsets[:, self.change_pixels[begin:end]] += z_exp[:, e:e + 1] * unit
+        else:
+            offsets += rows_times(np.einsum("be,bek->bk", z_exp, changes), self.change_basis)
         offsets += self.mean
         return np.ascontiguousarray(offsets.reshape(len(out), 3, r, r).transpose(0, 2, 3, 1))
 

@@ -512,7 +512,7 @@ def export_texture(g_ema: TextureGenerator, d: TextureDiscriminator, net_cfg: Te
         if net_cfg.is_appearance:
             # half precision: its bases are 0.1 GB in float32 at 128 px, and the model ships inside the extension
             # zip; the error (about 1e-3 relative) is far below an 8-bit step, and readers widen it to float32
-            state = {k: v.half() for k, v in state.items()}
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         write_safetensors_atomic(folder / f"{name}.safetensors", state)
     with atomic_path(folder / "template_crop.png") as tmp:
         shutil.copyfile(stored.path / "template_crop.png", tmp)
@@ -525,7 +525,7 @@ def check_expression_route(cfg: dict, run: Path) -> None:
     texture = texture_section(cfg)
     saved = TextureNetConfig.from_dict(json.loads((run / "texture.json").read_text()))
     for field, default in (("architecture", "progressive"), ("expression_maps", False),
-                           ("expression_templates", False)):
+                           ("expression_templates", False), ("change_bases", "shared")):
         wanted = texture["network"].get(field, default)
         if wanted != getattr(saved, field):
             said = lambda v: str(v).lower() if isinstance(v, bool) else repr(v)

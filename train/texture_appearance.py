@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +114,42 @@ def fit_appearance_space(g: AppearanceTextureGenerator, x: torch.Tensor, templat
     refs -= template
     g.mean.copy_(refs.mean(0))
     g.identity_basis[:], identity_targets = principal_rows(refs - g.mean, cfg.identity_components)
+    if cfg.per_expression_changes:
+        return identity_targets, fit_expression_changes(g, x, exp_targets)
     # the references' own rows (a neutral) do not change
     moving = torch.cat([x[i:i + 256].abs().amax(1) > 0 for i in range(0, len(x), 256)])
     g.change_basis[:], coords = principal_rows(x[moving], cfg.change_components)
     change_targets = torch.zeros(len(x), cfg.change_components)
     change_targets[moving] = coords
     return identity_targets, change_targets
+
+
+@torch.no_grad()
+def fit_expression_changes(g: AppearanceTextureGenerator, changes: torch.Tensor, expressions: torch.Tensor
+                           ) -> torch.Tensor:
+    """Per-expression change bases (TextureNetConfig.change_bases "per_expression"): expression e's region is every
+    pixel (all three channels) where any training person's change under e is non-zero, and its basis the principal
+    rows of those changes there. Gives g its bases, regions and region size; returns each texture's change
+    coordinates (N, K) in its own expression's basis."""
+    cfg = g.cfg
+    r2 = cfg.max_resolution ** 2
+    targets = torch.zeros(len(changes), cfg.change_components)
+    bases, pixels, offsets = [], [], [0]
+    for e in range(cfg.num_expressions):
+        rows = torch.nonzero(expressions == e)[:, 0]
+        ours = changes[rows].view(len(rows), 3, r2)
+        where = torch.nonzero((ours != 0).any(0).any(0))[:, 0]
+        region = torch.cat([where + c * r2 for c in range(3)])
+        if len(region):
+            basis, targets[rows] = principal_rows(ours.flatten(1)[:, region], cfg.change_components)
+            bases.append(basis)
+            pixels.append(region)
+        offsets.append(offsets[-1] + len(region))
+    g.cfg = replace(cfg, change_region_size=offsets[-1])
+    g.change_basis = torch.cat(bases, 1) if bases else torch.zeros(cfg.change_components, 0)
+    g.change_pixels = torch.cat(pixels).int() if pixels else torch.zeros(0, dtype=torch.int32)
+    g.change_offsets = torch.tensor(offsets, dtype=torch.int64)
+    return targets
 
 
 def train_appearance(cfg: dict, stored, out_dir: str | Path, resume: bool = False, device: str = "cpu",
@@ -155,6 +186,9 @@ def train_appearance(cfg: dict, stored, out_dir: str | Path, resume: bool = Fals
     else:  # the fitted space and its targets come back with the checkpoint: a refit could differ in its signs
         images.close()
         identity_targets, change_targets = state["identity_targets"], state["change_targets"]
+        if net_cfg.per_expression_changes:  # the regions' size is the fit's
+            g = AppearanceTextureGenerator(replace(net_cfg, change_region_size=state["g"]["change_basis"].shape[1]))
+    net_cfg = g.cfg
     z_exp = exp_targets.float() if au else torch.eye(net_cfg.num_expressions)[exp_targets]
     z_ids = identity_codes(net_cfg.num_identities, net_cfg.z_id_dim, shape["cgan"].z_id, shape["cgan"].seed)
     g.to(dev)

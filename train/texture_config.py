@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.network_configs import TEXTURE_ARCHITECTURES
+from core.network_configs import CHANGE_BASES, TEXTURE_ARCHITECTURES
 from train.config import ConfigError, model_section, typed_section
 
 NETWORK_FIELDS = ("z_noise_dim", "id_gain", "exp_gain", "expression_templates", "expression_maps", "pixel_bias",
                   "start_resolution", "max_resolution", "channels", "architecture", "identity_components",
-                  "change_components", "mapping")
+                  "change_components", "mapping", "change_bases")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,10 @@ def texture_section(cfg: dict) -> dict:
     if architecture not in TEXTURE_ARCHITECTURES:
         raise ConfigError(f"{where}.network.architecture: expected one of {list(TEXTURE_ARCHITECTURES)}, got "
                           f"{architecture!r}")
+    bases = network.get("change_bases", "shared")
+    if bases not in CHANGE_BASES or (bases != "shared" and architecture != "appearance"):
+        raise ConfigError(f"{where}.network.change_bases: expected one of {list(CHANGE_BASES)} (other than 'shared' "
+                          f"only with architecture 'appearance'), got {bases!r}")
     if architecture == "appearance":
         train = typed_section(texture["train"], AppearanceTrainConfig, f"{where}.train")
         if train.steps < 1 or train.batch_identities < 1 or train.lr <= 0:
