@@ -292,7 +292,8 @@ def test_an_action_unit_set_trains_and_its_frames_follow_their_weights(tmp_path)
     (tmp_path / "tiny.json").write_text(json.dumps(spec))
     cfg = load_config(tmp_path / "tiny.json")
     stored = StoredSet(build_set("bp4d", data_config(cfg), tmp_path / "set", progress=False))
-    with pytest.raises(ValueError, match="change_bases 'per_expression' needs expression classes"):
+    with pytest.raises(ValueError, match=r"texture.network.change_bases 'per_expression' needs expression classes, "
+                                         r"and .*set holds action units"):
         train_texture_model(cfg, stored, tmp_path / "refused", progress=False)
     spec["texture"]["network"]["change_bases"] = "shared"  # action units act together: one basis
     (tmp_path / "tiny.json").write_text(json.dumps(spec))

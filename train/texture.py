@@ -142,6 +142,10 @@ def network_config(texture: dict, shape: dict, stored) -> TextureNetConfig:
     if cgan is None:
         raise ValueError(f"{shape['where']}.cgan: missing (the texture model shares the shape cGAN's z_id codes)")
     z_id_dim = n_ids if cgan.z_id == "onehot" else shape["network"].get("z_id_dim", 20)
+    if au and texture["network"].get("change_bases", "shared") != "shared":
+        raise ValueError(f"{texture['where']}.network.change_bases {texture['network']['change_bases']!r} needs "
+                         f"expression classes, and {stored.path} holds action units, which act together in a frame: "
+                         f"train it with change_bases 'shared' (a config of its own)")
     cfg = TextureNetConfig(num_identities=n_ids,
                            num_expressions=len(stored.au_names) if au else len(stored.expression_names),
                            expression_labels="au_intensities" if au else "classes", z_id_dim=z_id_dim,
