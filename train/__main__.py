@@ -1,151 +1,22 @@
-"""`python -m train`: the training side's command line."""
+"""`python -m train`: the training side's command line (train/cli.py), with the composite commands, `demo` and `seeds`,
+which run its steps."""
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
-from core.hub import WeightsError
-from train.config import ConfigError
-from train.data import cli as data_cli
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, set_help: str, out_default: str) -> None:
-    """What every training command takes: config, data set, run folder, resume, device."""
-    parser.add_argument("--config", default="quick")
-    parser.add_argument("--set", choices=("facescape", "bp4d", "arkit"), default="facescape",
-                        help=f"{set_help} (default: facescape)")
-    parser.add_argument("--out", help=f"run folder (default: {out_default})")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train", description="facecam training command line")
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_cli.add_parser(sub)
-    demo = sub.add_parser("demo", help="the main job: data, shape and texture models, evaluation, export, faces in "
-                                       "Blender (finished steps are reused)")
-    demo.add_argument("--config", default="quick")
-    sae = sub.add_parser("sae", help="train the supervised auto-encoder (or, --unsupervised, the plain AE)")
-    add_run_arguments(sae, "holistic expressions, or action units", "outputs/CONFIG/shape/sae or .../ae")
-    sae.add_argument("--unsupervised", action="store_true", help="drop the classification terms (the paper's AE)")
-    cgan = sub.add_parser("cgan", help="train the conditional GANs on a trained SAE's embeddings")
-    add_run_arguments(cgan, "which SAE's embeddings, for the default folders", "outputs/CONFIG/shape/cgan")
-    cgan.add_argument("--sae", help="SAE run folder (default: outputs/CONFIG/shape/sae, or sae_bp4d)")
-    tex = sub.add_parser("texture", help="train the conditional progressive GAN on the sets' UV crops")
-    add_run_arguments(tex, "expression classes, or action units", "outputs/CONFIG/texture/texture")
-    tex.add_argument("--data-workers", type=int, help="processes synthesising the crops of a set that stores none "
-                                                      "(default: one per core but one; 0: in the training process)")
-    rig = sub.add_parser("arkit-rig", help="fit the learned ARKit rig (each person's 51 keys from their neutral face) "
-                                           "on the ARKit-like set")
-    rig.add_argument("--config", default="quick")
-    rig.add_argument("--out", help="folder (default: outputs/CONFIG/shape/arkit_rig)")
-    ev = sub.add_parser("evaluate", help="measure the trained shape model against baselines and ground truth")
-    ev.add_argument("--config", default="quick")
-    ev.add_argument("--set", choices=("facescape", "bp4d", "arkit"), default="facescape",
-                    help="the holistic model, the action-unit model, or the ARKit model and rig (default: facescape)")
-    ev.add_argument("--cgan", help="cGAN run folder (default: outputs/CONFIG/shape/cgan); e.g. one trained with one-hot "
-                                   "z_id, to report Table 1 for both kinds")
-    ev.add_argument("--out", help="report folder (default: outputs/CONFIG/eval)")
-    sds = sub.add_parser("seeds", help="train and evaluate the shape pipeline (SAE + cGAN) once per seed; bars as "
-                                       "worst / mean over the seeds")
-    sds.add_argument("--config", default="quick")
-    sds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    sds.add_argument("--set", choices=("facescape", "bp4d"), default="facescape",
-                     help="the holistic model, or the action-unit model (default: facescape)")
-    evt = sub.add_parser("evaluate-texture", help="measure the trained texture model (SWD, control, grid)")
-    evt.add_argument("--config", default="quick")
-    exp = sub.add_parser("export", help="write trained runs as a model folder (hub layout) that core.FaceModel loads")
-    exp.add_argument("--config", default="quick")
-    exp.add_argument("--set", choices=("facescape", "bp4d", "arkit"), default="facescape")
-    exp.add_argument("--out", help="model folder (default: outputs/CONFIG/export/facecam-CONFIG)")
-    exp.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
-    res = sub.add_parser("results", help="every measured number of a config's reports and benchmarks in one page, "
-                                         "stamped with the commit and machine")
-    res.add_argument("--config", default="quick")
-    res.add_argument("--out", help="page path (default: outputs/CONFIG/results.md; docs/results.md for the README)")
-    pub = sub.add_parser("publish", help="upload an exported model folder to the hub and print its manifest entry")
-    pub.add_argument("--model", required=True, help="the exported model folder")
-    pub.add_argument("--repo-id", required=True, help="owner/name on the hub")
-    pub.add_argument("--name", help="the model's name in weights_manifest.json (default: its config name)")
-    pub.add_argument("--update-manifest", action="store_true", help="write the entry into weights_manifest.json")
-    pub.add_argument("--manifest", help="manifest path (default: the repository's weights_manifest.json)")
-    return parser
-
-
-RESUMABLE = ("sae", "cgan", "texture")  # commands with --resume; demo and seeds resume their runs by themselves
-
-
-def stopped_message(args, argv: list[str]) -> str:
-    """What to type to carry on after Ctrl-C."""
-    if args.command in RESUMABLE:
-        again = " ".join(["python -m train", *[a for a in argv if a != "--resume"], "--resume"])
-        return f"stopped; the last finished epoch is in its checkpoint: resume with `{again}`"
-    if args.command in ("demo", "seeds"):
-        return (f"stopped; run `python -m train {' '.join(argv)}` again: finished steps are reused and a stopped "
-                "training run resumes from its last epoch")
-    return f"stopped; nothing half-written was kept: run `python -m train {' '.join(argv)}` again"
+from train.cli import build_parser, exit_process, guarded, run_step
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "data":
-            return data_cli.run(args)
-        if args.command == "demo":
-            from train.demo import run_demo
-            return run_demo(args.config)
-        if args.command == "evaluate-texture":
-            from train.evaluate_texture import main as evaluate_texture_main
-            return evaluate_texture_main(args)
-        if args.command == "seeds":
-            from train.seeds import main as seeds_main
-            return seeds_main(args)
-        if args.command == "evaluate":
-            from train.evaluate_run import main as evaluate_main
-            return evaluate_main(args)
-        if args.command == "arkit-rig":
-            from train.arkit_rig import main as arkit_rig_main
-            return arkit_rig_main(args)
-        if args.command == "cgan":
-            from train.cgan import main as cgan_main
-            return cgan_main(args)
-        if args.command == "results":
-            from train.results import main as results_main
-            return results_main(args)
-        if args.command == "publish":
-            from train.publish import main as publish_main
-            return publish_main(args)
-        if args.command == "export":
-            from train.export import main as export_main
-            return export_main(args)
-        if args.command == "texture":
-            from train.texture_run import main as texture_main
-            return texture_main(args)
-        if args.command == "sae":
-            from train.sae import main as sae_main
-            return sae_main(args)
-    except (ConfigError, WeightsError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # checkpoints and outputs are written atomically: what is on disk is whole
-        print(f"\n{stopped_message(args, argv)}", file=sys.stderr)
-        return 130
-    return 0
-
-
-def exit_process(code: int) -> None:
-    """Leave with `code`. A torchrun worker leaves by os._exit once main() has returned (its outputs written, closed,
-    and its process group destroyed) and its streams are flushed: gloo's threads, torn down by the interpreter's own
-    exit, aborted rank 1 of tests/test_sae.py's data-parallel run about once in ten clean-clone CI runs ("terminate
-    called without an active exception", SIGABRT), even with the barrier in train.runs.shutdown_distributed."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    if args.command == "demo":
+        from train.demo import run_demo
+        return guarded(args, argv, lambda: run_demo(args.config))
+    if args.command == "seeds":
+        from train.seeds import main as seeds_main
+        return guarded(args, argv, lambda: seeds_main(args))
+    return run_step(argv)
 
 
 if __name__ == "__main__":

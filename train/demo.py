@@ -65,13 +65,13 @@ def _fresh(result: Path, inputs) -> bool:
 def _train(config: str, args: list[str], run: Path, finished: str, inputs=()) -> str:
     """Run `python -m train ARGS` unless run/finished exists; resume a run that has a checkpoint. A run older than
     the config file or one of its `inputs` is set aside first."""
-    from train.__main__ import main as train_main
+    from train.cli import run_step
 
     set_aside_if_stale(run, config, inputs)
     if (run / finished).is_file():
         return "reused"
     resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
-    code = train_main([*args, "--config", config, "--out", str(run), *resume])
+    code = run_step([*args, "--config", config, "--out", str(run), *resume])
     if code == 130:  # Ctrl-C: the demo stops too (and says how to go on)
         raise KeyboardInterrupt
     if code:
@@ -81,8 +81,8 @@ def _train(config: str, args: list[str], run: Path, finished: str, inputs=()) ->
 
 def _command(argv: list[str]) -> None:
     """`python -m train ARGV` in this process; a failure stops the demo (a step must not pass on a non-zero code)."""
-    from train.__main__ import main as train_main
-    code = train_main(argv)
+    from train.cli import run_step
+    code = run_step(argv)
     if code == 130:
         raise KeyboardInterrupt
     if code:
