@@ -106,3 +106,13 @@ def test_shape_config_values_are_checked_with_the_file_named(tiny_config_path, t
         bad.write_text(json.dumps(cfg))
         err = run(["cgan" if section == "cgan" else "sae", "--config", str(bad)], tmp_path, ok=False).stderr
         assert bad.name in err and message in err, err
+
+
+def test_every_command_of_the_parser_has_a_step_that_runs_it():
+    import argparse
+    import importlib
+    from train.cli import COMPOSITE, STEP_MODULES, build_parser
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"data", *COMPOSITE, *STEP_MODULES}
+    for module in STEP_MODULES.values():
+        assert callable(importlib.import_module(module).main), module

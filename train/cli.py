@@ -3,6 +3,7 @@ which train/__main__.py runs, and which call steps through `run_step`: so this m
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -111,37 +112,19 @@ def run_step(argv: list[str]) -> int:
     return guarded(args, argv, lambda: _dispatch(args))
 
 
+# the module whose main(args) runs each step, imported only when its step runs (a torch-free `data` stays fast)
+STEP_MODULES = {"evaluate-texture": "train.evaluate_texture", "evaluate": "train.evaluate_run",
+                "arkit-rig": "train.arkit_rig", "cgan": "train.cgan", "results": "train.results",
+                "publish": "train.publish", "export": "train.export", "texture": "train.texture_run",
+                "sae": "train.sae"}
+
+
 def _dispatch(args) -> int:
     if args.command == "data":
         return data_cli.run(args)
-    if args.command == "evaluate-texture":
-        from train.evaluate_texture import main as evaluate_texture_main
-        return evaluate_texture_main(args)
-    if args.command == "evaluate":
-        from train.evaluate_run import main as evaluate_main
-        return evaluate_main(args)
-    if args.command == "arkit-rig":
-        from train.arkit_rig import main as arkit_rig_main
-        return arkit_rig_main(args)
-    if args.command == "cgan":
-        from train.cgan import main as cgan_main
-        return cgan_main(args)
-    if args.command == "results":
-        from train.results import main as results_main
-        return results_main(args)
-    if args.command == "publish":
-        from train.publish import main as publish_main
-        return publish_main(args)
-    if args.command == "export":
-        from train.export import main as export_main
-        return export_main(args)
-    if args.command == "texture":
-        from train.texture_run import main as texture_main
-        return texture_main(args)
-    if args.command == "sae":
-        from train.sae import main as sae_main
-        return sae_main(args)
-    raise ValueError(f"unknown command {args.command!r}")
+    if args.command not in STEP_MODULES:
+        raise ValueError(f"unknown command {args.command!r}")
+    return importlib.import_module(STEP_MODULES[args.command]).main(args)
 
 
 def exit_process(code: int) -> None:
